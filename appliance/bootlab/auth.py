@@ -1,0 +1,89 @@
+"""Registry credentials in the containers auth file format (auth.json), shared by podman,
+skopeo and `bootc upgrade` (/etc/ostree/auth.json)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootlab.errors import die
+
+OSTREE_AUTH_FILE = Path("/etc/ostree/auth.json")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never let a password reach a log line or a traceback
+        return f"Credentials(username={self.username!r}, password=<hidden>)"
+
+
+def auth_file_candidates() -> list[Path]:
+    """Where podman looks, in its order (containers-auth.json(5))."""
+    candidates = []
+    if explicit := os.environ.get("REGISTRY_AUTH_FILE"):
+        candidates.append(Path(explicit))
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    if os.getuid() == 0:
+        runtime = "/run"
+        candidates.append(Path(f"/run/containers/{os.getuid()}/auth.json"))
+    candidates.append(Path(runtime) / "containers" / "auth.json")
+    candidates.append(Path.home() / ".config" / "containers" / "auth.json")
+    candidates.append(Path.home() / ".docker" / "config.json")
+    return list(dict.fromkeys(candidates))
+
+
+def read_auth_file(path: Path) -> dict[str, dict[str, str]]:
+    """The `auths` table of one auth file; a corrupt file is an error that names it."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise die(
+            f"cannot read registry auth file {path}: {error.__class__.__name__}",
+            hint="fix or remove the file, then log in again",
+        ) from None
+    auths = document.get("auths", {}) if isinstance(document, dict) else None
+    if not isinstance(auths, dict):
+        raise die(f"registry auth file {path} has no valid 'auths' table", hint="log in again")
+    return auths
+
+
+def _decode(entry: dict[str, str], registry: str, path: Path) -> Credentials:
+    try:
+        username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+    except (KeyError, binascii.Error, UnicodeDecodeError):
+        raise die(
+            f"the entry for {registry} in {path} is not valid", hint=f"podman login {registry}"
+        ) from None
+    return Credentials(username, password)
+
+
+def repository_of(reference: str) -> str:
+    """`host[:port]/path` without tag or digest: `127.0.0.1:5000/a/b:dev` → `127.0.0.1:5000/a/b`."""
+    name = reference.split("@", 1)[0]
+    head, slash, last = name.rpartition("/")
+    return f"{head}{slash}{last.split(':', 1)[0]}" if slash else name
+
+
+def credentials_for(reference: str) -> Credentials | None:
+    """Credentials for an image reference: the most specific matching key wins, like podman."""
+    registry_path = repository_of(reference)
+    keys = []
+    parts = registry_path.split("/")
+    for depth in range(len(parts), 0, -1):
+        keys.append("/".join(parts[:depth]))
+    for path in auth_file_candidates():
+        auths = read_auth_file(path)
+        for key in keys:
+            for candidate in (key, f"https://{key}", f"http://{key}"):
+                if candidate in auths:
+                    return _decode(auths[candidate], key, path)
+    return None

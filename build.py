@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""bootlab build side: spec → Containerfile → image → registry → disk-image config.
+
+    python build.py check                 validate every profile; fail if Containerfile drifted
+    python build.py render [--profile P]  print (or --write) a profile's Containerfile
+    python build.py lint                  hadolint + structural checks on every profile
+    python build.py build [--profile P]   build the image through the podman API
+    python build.py push [--profile P]    push it with the containers auth file's credentials
+    python build.py disk --type qcow2     write bootc-image-builder's config.toml, print the command
+    python build.py schema                write the spec's JSON schema for editors
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# The appliance package shares its error type with the build side; run from a plain checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "appliance"))
+
+from bootlab.errors import BootlabError  # noqa: E402
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="build.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="spec file (default: image/image.yaml)")
+    parser.add_argument("--quiet", action="store_true", help="only results, no step log")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        return sub
+
+    command("check", "validate every profile; fail when Containerfile or schema drifted")
+    render = command("render", "print a profile's Containerfile")
+    render.add_argument("--profile")
+    render.add_argument("--write", action="store_true",
+                        help="write the default profile's render to ./Containerfile")
+    command("lint", "hadolint and structural checks on every profile's render")
+    build = command("build", "build the image through the podman API socket")
+    build.add_argument("--profile")
+    build.add_argument("--tag", help="tag to build (default: registry.repository:registry.tag)")
+    push = command("push", "push the built image with credentials from the containers auth file")
+    push.add_argument("--profile")
+    push.add_argument("--to", dest="destination", help="destination (default: from the spec)")
+    push.add_argument("--tls-verify", choices=["true", "false"], default=None,
+                      help="override registry.tls_verify")
+    disk = command("disk", "write bootc-image-builder's config.toml and print the command")
+    disk.add_argument("--profile")
+    disk.add_argument("--type", dest="disk_type", required=True,
+                      choices=["qcow2", "ami", "raw", "iso"])
+    disk.add_argument("--output", type=Path, default=Path("output"),
+                      help="directory for config.toml and the disk image (default: ./output)")
+    schema = command("schema", "write the spec's JSON schema")
+    schema.add_argument("--output", type=Path, default=None,
+                        help="file to write (default: image/image.schema.json)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from image import cli  # noqa: PLC0415 - keep `--help` instant
+
+        return cli.dispatch(args)
+    except BootlabError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The build pipeline, top to bottom: spec → context → image → report.
+
+Each step is a small function that decides for itself whether it applies.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from bootlab.errors import die
+from image import podman
+from image.base import ensure_base
+from image.cache import cache_dir, key_of
+from image.log import log, step
+from image.render import REPO_ROOT, UNITS_DIR, Rendered, appliance_requirements, ml_requirements, render
+from image.run import output, run
+from image.spec import ImageSpec
+
+# Fixed timestamps make the appliance wheel and every COPY layer depend on content alone,
+# so an unchanged appliance reuses its cached layers and ships nothing on upgrade.
+SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip file can hold
+WHEEL_INPUTS = ("pyproject.toml", "README.md", "appliance")
+_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + ["manylinux2014_x86_64"]
+
+
+def git_revision() -> str:
+    try:
+        revision = output(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"])
+        dirty = output(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"])
+    except Exception:  # noqa: BLE001 - a tarball checkout has no git: the label says so
+        return "unknown"
+    return revision + ("-dirty" if dirty else "")
+
+
+def image_tag(spec: ImageSpec) -> str:
+    return f"{spec.registry.repository}:{spec.registry.tag}"
+
+
+def build_image(spec: ImageSpec, tag: str | None = None) -> podman.BuiltImage:
+    tag = tag or image_tag(spec)
+    with step(f"base image {spec.base.image}"):
+        ensure_base(spec)
+    with tempfile.TemporaryDirectory(prefix="bootlab-context-", dir=cache_dir()) as work:
+        context = Path(work)
+        write_rendered(render(spec), context)
+        build_appliance_wheel(context / "dist")
+        copy_units(context / "units")
+        copy_spec_files(spec, context)
+        prepare_wheelhouse(spec, context / "wheels")
+        normalize_mtimes(context)
+        with step(f"building {tag}"):
+            built = podman.build(
+                context, tag, {"REVISION": git_revision()}, on_output=_print_build_output
+            )
+    report(built)
+    return built
+
+
+def write_rendered(rendered: Rendered, context: Path) -> None:
+    (context / "Containerfile").write_text(rendered.containerfile)
+    for relative, text in rendered.overlay.items():
+        target = context / "overlay" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def build_appliance_wheel(dist: Path) -> None:
+    """Build the appliance wheel from a clean copy, so stale build/ files never leak in."""
+    with step("building the appliance wheel"), tempfile.TemporaryDirectory() as scratch:
+        source = Path(scratch) / "src"
+        source.mkdir()
+        for name in WHEEL_INPUTS:
+            origin = REPO_ROOT / name
+            if origin.is_dir():
+                shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns(
+                    "__pycache__", "*.pyc", "*.egg-info"))
+            else:
+                shutil.copy2(origin, source / name)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
+        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+             "--no-build-isolation", "--wheel-dir", dist, source],
+            env=env, capture=True, what="building the appliance wheel")
+
+
+def copy_units(target: Path) -> None:
+    shutil.copytree(UNITS_DIR, target)
+
+
+def copy_spec_files(spec: ImageSpec, context: Path) -> None:
+    """Extra files and local models named in the spec, relative to the spec's directory."""
+    source_dir = Path(spec.source_dir)
+    for index, extra in enumerate(spec.files):
+        origin = source_dir / extra.src
+        if not origin.is_file():
+            raise die(f"files[{index}].src: {origin} is not a file", hint="fix the path in the spec")
+        (context / "files").mkdir(exist_ok=True)
+        shutil.copy2(origin, context / "files" / str(index))
+    for model in spec.models:
+        if model.path is None:
+            continue
+        origin = source_dir / model.path
+        if not origin.is_dir():
+            raise die(f"model '{model.name}': {origin} is not a directory",
+                      hint="fix models[].path in the spec")
+        shutil.copytree(origin, context / "models" / model.name)
+
+
+def base_python_version(spec: ImageSpec) -> str:
+    """The base image's own Python (X.Y): wheels must match the interpreter that runs them."""
+    return output(["podman", "run", "--rm", "--network=none", spec.base.image, spec.base.python,
+                   "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                  what=f"asking {spec.base.image} for its Python version")
+
+
+def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
+    """Offline profiles install Python packages only from wheels fetched here, once, cached."""
+    if not spec.offline:
+        return
+    requirements = [*ml_requirements(spec), *appliance_requirements()]
+    python = base_python_version(spec)
+    wheelhouse = cache_dir() / "wheels" / key_of(requirements, python, _PLATFORMS)
+    if not (wheelhouse / ".complete").exists():
+        with step(f"downloading {len(requirements)} requirements for Python {python}"):
+            partial = wheelhouse.with_suffix(".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            platforms = [arg for platform in _PLATFORMS for arg in ("--platform", platform)]
+            run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", partial,
+                 "--only-binary=:all:", "--python-version", python, *platforms, *requirements],
+                capture=True, what="downloading the wheelhouse")
+            (partial / ".complete").touch()
+            shutil.rmtree(wheelhouse, ignore_errors=True)
+            partial.rename(wheelhouse)
+    target.mkdir()
+    for wheel in wheelhouse.glob("*.whl"):
+        os.link(wheel, target / wheel.name)  # same filesystem as the cache: no copy
+
+
+def normalize_mtimes(context: Path) -> None:
+    for path in [context, *context.rglob("*")]:
+        os.utime(path, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH), follow_symlinks=False)
+
+
+def _print_build_output(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def report(built: podman.BuiltImage) -> None:
+    print(f"tag:    {built.tag}")
+    print(f"id:     {built.image_id}")
+    print(f"digest: {built.digest}")
+    print("layers:")
+    for layer in built.layers:
+        instruction = " ".join(layer.created_by.replace("/bin/sh -c #(nop) ", "").split())
+        print(f"  {_human(layer.size):>10}  {instruction[:90]}")
+    print(f"  {_human(sum(layer.size for layer in built.layers)):>10}  total")
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+
+__all__ = ["build_image", "image_tag"]

