@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     build = command("build", "build the image through the podman API socket")
     build.add_argument("--profile")
     build.add_argument("--tag", help="tag to build (default: registry.repository:registry.tag)")
+    build.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     push = command("push", "push the built image with credentials from the containers auth file")
     push.add_argument("--profile")
     push.add_argument("--to", dest="destination", help="destination (default: from the spec)")

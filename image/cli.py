@@ -94,7 +94,7 @@ def cmd_lint(args: argparse.Namespace, spec_file: SpecFile) -> int:
 def cmd_build(args: argparse.Namespace, spec_file: SpecFile) -> int:
     from image.pipeline import build_image  # noqa: PLC0415
 
-    build_image(spec_file.resolve(args.profile), args.tag)
+    build_image(spec_file.resolve(args.profile), args.tag, args.no_cache)
     return 0
 
 

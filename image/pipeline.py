@@ -16,13 +16,18 @@ from image import podman
 from image.base import ensure_base
 from image.cache import cache_dir, key_of
 from image.log import log, step
-from image.render import REPO_ROOT, UNITS_DIR, Rendered, appliance_requirements, ml_requirements, render
+from image.render import (
+    REPO_ROOT,
+    SOURCE_DATE_EPOCH,
+    UNITS_DIR,
+    Rendered,
+    appliance_requirements,
+    ml_requirements,
+    render,
+)
 from image.run import output, run
 from image.spec import ImageSpec
 
-# Fixed timestamps make the appliance wheel and every COPY layer depend on content alone,
-# so an unchanged appliance reuses its cached layers and ships nothing on upgrade.
-SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip file can hold
 WHEEL_INPUTS = ("pyproject.toml", "README.md", "appliance")
 _PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + ["manylinux2014_x86_64"]
 
@@ -40,7 +45,9 @@ def image_tag(spec: ImageSpec) -> str:
     return f"{spec.registry.repository}:{spec.registry.tag}"
 
 
-def build_image(spec: ImageSpec, tag: str | None = None) -> podman.BuiltImage:
+def build_image(
+    spec: ImageSpec, tag: str | None = None, no_cache: bool = False
+) -> podman.BuiltImage:
     tag = tag or image_tag(spec)
     with step(f"base image {spec.base.image}"):
         ensure_base(spec)
@@ -54,7 +61,7 @@ def build_image(spec: ImageSpec, tag: str | None = None) -> podman.BuiltImage:
         normalize_mtimes(context)
         with step(f"building {tag}"):
             built = podman.build(
-                context, tag, {"REVISION": git_revision()}, on_output=_print_build_output
+                context, tag, {"REVISION": git_revision()}, no_cache, SOURCE_DATE_EPOCH
             )
     report(built)
     return built
@@ -142,11 +149,6 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
 def normalize_mtimes(context: Path) -> None:
     for path in [context, *context.rglob("*")]:
         os.utime(path, (SOURCE_DATE_EPOCH, SOURCE_DATE_EPOCH), follow_symlinks=False)
-
-
-def _print_build_output(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
 
 
 def report(built: podman.BuiltImage) -> None:

