@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """bootlab build side: spec → Containerfile → image → registry → disk-image config.
 
-    python build.py check                 validate every profile; fail if Containerfile drifted
-    python build.py render [--profile P]  print (or --write) a profile's Containerfile
-    python build.py lint                  hadolint + structural checks on every profile
-    python build.py build [--profile P]   build the image through the podman API
-    python build.py push [--profile P]    push it with the containers auth file's credentials
-    python build.py disk --type qcow2     write bootc-image-builder's config.toml, print the command
-    python build.py schema                write the spec's JSON schema for editors
+python build.py check                 validate every profile; fail if Containerfile drifted
+python build.py render [--profile P]  print (or --write) a profile's Containerfile
+python build.py lint                  hadolint + structural checks on every profile
+python build.py build [--profile P]   build the image through the podman API
+python build.py push [--profile P]    push it with the containers auth file's credentials
+python build.py disk --type qcow2     write bootc-image-builder's config.toml, print the command
+python build.py schema                write the spec's JSON schema for editors
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,14 +21,16 @@ from pathlib import Path
 # The appliance package shares its error type with the build side; run from a plain checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "appliance"))
 
-from bootlab.errors import BootlabError  # noqa: E402
+from bootlab.errors import BootlabError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="build.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", type=Path, default=None,
-                        help="spec file (default: image/image.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="build.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--spec", type=Path, default=None, help="spec file (default: image/image.yaml)"
+    )
     parser.add_argument("--quiet", action="store_true", help="only results, no step log")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -38,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     command("check", "validate every profile; fail when Containerfile or schema drifted")
     render = command("render", "print a profile's Containerfile")
     render.add_argument("--profile")
-    render.add_argument("--write", action="store_true",
-                        help="write the default profile's render to ./Containerfile")
+    render.add_argument(
+        "--write", action="store_true", help="write the default profile's render to ./Containerfile"
+    )
     command("lint", "hadolint and structural checks on every profile's render")
     build = command("build", "build the image through the podman API socket")
     build.add_argument("--profile")
@@ -48,17 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     push = command("push", "push the built image with credentials from the containers auth file")
     push.add_argument("--profile")
     push.add_argument("--to", dest="destination", help="destination (default: from the spec)")
-    push.add_argument("--tls-verify", choices=["true", "false"], default=None,
-                      help="override registry.tls_verify")
+    push.add_argument(
+        "--tls-verify", choices=["true", "false"], default=None, help="override registry.tls_verify"
+    )
     disk = command("disk", "write bootc-image-builder's config.toml and print the command")
     disk.add_argument("--profile")
-    disk.add_argument("--type", dest="disk_type", required=True,
-                      choices=["qcow2", "ami", "raw", "iso"])
-    disk.add_argument("--output", type=Path, default=Path("output"),
-                      help="directory for config.toml and the disk image (default: ./output)")
+    disk.add_argument(
+        "--type", dest="disk_type", required=True, choices=["qcow2", "ami", "raw", "iso"]
+    )
+    disk.add_argument(
+        "--output",
+        type=Path,
+        default=Path("output"),
+        help="directory for config.toml and the disk image (default: ./output)",
+    )
     schema = command("schema", "write the spec's JSON schema")
-    schema.add_argument("--output", type=Path, default=None,
-                        help="file to write (default: image/image.schema.json)")
+    schema.add_argument(
+        "--output", type=Path, default=None, help="file to write (default: image/image.schema.json)"
+    )
     return parser
 
 
@@ -74,6 +85,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # A bug, not bad input: say so in one line; BOOTLAB_DEBUG=1 shows the traceback.
+        if os.environ.get("BOOTLAB_DEBUG"):
+            raise
+        print(
+            f"internal error: {error.__class__.__name__}: {error}\n"
+            "  hint: this is a bootlab bug; rerun with BOOTLAB_DEBUG=1 and report the "
+            "traceback",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

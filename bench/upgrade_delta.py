@@ -25,7 +25,7 @@ BEFORE, AFTER = "localhost/bootlab-bench:before", "localhost/bootlab-bench:after
 
 
 def sh(*argv: str | Path, cwd: Path | None = None) -> str:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [str(part) for part in argv], cwd=cwd, check=True, capture_output=True, text=True
     )
     return result.stdout
@@ -44,9 +44,11 @@ def scratch_copy(target: Path) -> Path:
 
 def timed_build(repo: Path, tag: str, *extra: str) -> float:
     started = time.monotonic()
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [sys.executable, "build.py", "--quiet", "build", "--profile", "dev", "--tag", tag, *extra],
-        cwd=repo, check=True, stdout=subprocess.DEVNULL,
+        cwd=repo,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.monotonic() - started
 
@@ -80,27 +82,32 @@ def main() -> None:
         # pushes, so identify layers by their uncompressed digest and count compressed bytes.
         known = set(diff_ids(BEFORE))
         delta = [
-            layer for layer, diff_id in zip(after, diff_ids(AFTER), strict=True)
+            layer
+            for layer, diff_id in zip(after, diff_ids(AFTER), strict=True)
             if diff_id not in known
         ]
         for tag in (BEFORE, AFTER):
-            subprocess.run(["podman", "rmi", "-f", tag], check=False, capture_output=True)  # noqa: S607
+            subprocess.run(["podman", "rmi", "-f", tag], check=False, capture_output=True)
 
     image_bytes = sum(int(layer["size"]) for layer in after)
     delta_bytes = sum(int(layer["size"]) for layer in delta)
     ratio = delta_bytes / image_bytes
-    print(json.dumps({
-        "delta_bytes": delta_bytes,
-        "image_bytes": image_bytes,
-        "delta_ratio": round(ratio, 5),
-        "delta_layers": len(delta),
-        "total_layers": len(after),
-        "rebuild_seconds": round(rebuild, 1),
-        "full_build_seconds": round(full, 1),
-        "rebuild_vs_full_ratio": round(rebuild / full, 3),
-        "goal_ratio": GOAL_RATIO,
-        "goal_met": ratio < GOAL_RATIO,
-    }))
+    print(
+        json.dumps(
+            {
+                "delta_bytes": delta_bytes,
+                "image_bytes": image_bytes,
+                "delta_ratio": round(ratio, 5),
+                "delta_layers": len(delta),
+                "total_layers": len(after),
+                "rebuild_seconds": round(rebuild, 1),
+                "full_build_seconds": round(full, 1),
+                "rebuild_vs_full_ratio": round(rebuild / full, 3),
+                "goal_ratio": GOAL_RATIO,
+                "goal_met": ratio < GOAL_RATIO,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

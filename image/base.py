@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from bootlab.errors import die
+
 from image import podman
 from image.cache import cache_dir, key_of
 from image.log import log, step
@@ -24,8 +25,16 @@ def ensure_base(spec: ImageSpec) -> None:
     """Make sure the spec's base image exists locally; build it when the spec says how."""
     bootstrap = spec.base.bootstrap
     if bootstrap is None:
-        if not podman.image_exists(spec.base.image):
-            log(f"  base {spec.base.image} is not local; podman will pull it during the build")
+        if podman.image_exists(spec.base.image):
+            return
+        if spec.base.image.startswith("localhost/"):
+            raise die(
+                f"base image {spec.base.image} is not in local storage, and localhost/ images "
+                "cannot be pulled",
+                hint="build or load it first (podman build / podman load), or add "
+                "base.bootstrap to make it with debootstrap",
+            )
+        log(f"  base {spec.base.image} is not local; podman will pull it during the build")
         return
     key = key_of(bootstrap.model_dump())
     if podman.image_label(spec.base.image, KEY_LABEL) == key:
@@ -36,9 +45,18 @@ def ensure_base(spec: ImageSpec) -> None:
         _debootstrap(bootstrap, tarball)
     with step(f"importing {tarball.name} as {spec.base.image}"):
         run(
-            ["podman", "import", "--change", f"LABEL {KEY_LABEL}={key}",
-             "--change", 'CMD ["/sbin/init"]', tarball, spec.base.image],
-            capture=True, what="podman import",
+            [
+                "podman",
+                "import",
+                "--change",
+                f"LABEL {KEY_LABEL}={key}",
+                "--change",
+                'CMD ["/sbin/init"]',
+                tarball,
+                spec.base.image,
+            ],
+            capture=True,
+            what="podman import",
         )
 
 
@@ -46,22 +64,31 @@ def _debootstrap(bootstrap: Bootstrap, tarball: Path) -> None:
     if os.geteuid() != 0:
         raise die("debootstrap needs root to make the dev base", hint="run as root (sudo)")
     tarball.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tarball.parent) as work, step(
-        f"debootstrap {bootstrap.suite} ({len(bootstrap.include)} extra packages)"
+    with (
+        tempfile.TemporaryDirectory(dir=tarball.parent) as work,
+        step(f"debootstrap {bootstrap.suite} ({len(bootstrap.include)} extra packages)"),
     ):
         rootfs = Path(work) / "rootfs"
         command = ["debootstrap", "--variant=minbase"]
         if bootstrap.include:
             command.append("--include=" + ",".join(bootstrap.include))
-        run([*command, bootstrap.suite, rootfs, bootstrap.mirror], capture=True,
-            what=f"debootstrap of {bootstrap.suite} from {bootstrap.mirror}")
+        run(
+            [*command, bootstrap.suite, rootfs, bootstrap.mirror],
+            capture=True,
+            what=f"debootstrap of {bootstrap.suite} from {bootstrap.mirror}",
+        )
         # Leave no host identity or package caches in the base.
         for leftover in ("etc/machine-id", "etc/hostname"):
             (rootfs / leftover).unlink(missing_ok=True)
         (rootfs / "etc/machine-id").touch()
-        run(["rm", "-rf", rootfs / "var/cache/apt/archives", rootfs / "var/lib/apt/lists"],
-            capture=True)
+        run(
+            ["rm", "-rf", rootfs / "var/cache/apt/archives", rootfs / "var/lib/apt/lists"],
+            capture=True,
+        )
         partial = tarball.with_suffix(".partial")
-        run(["tar", "--numeric-owner", "-C", rootfs, "-cf", partial, "."], capture=True,
-            what="packing the rootfs")
+        run(
+            ["tar", "--numeric-owner", "-C", rootfs, "-cf", partial, "."],
+            capture=True,
+            what="packing the rootfs",
+        )
         partial.rename(tarball)  # atomic: a killed run never leaves a half tarball behind

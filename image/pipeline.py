@@ -12,10 +12,11 @@ import tempfile
 from pathlib import Path
 
 from bootlab.errors import die
+
 from image import podman
 from image.base import ensure_base
 from image.cache import cache_dir, key_of
-from image.log import log, step
+from image.log import step
 from image.render import (
     REPO_ROOT,
     SOURCE_DATE_EPOCH,
@@ -28,6 +29,7 @@ from image.render import (
 from image.run import output, run
 from image.spec import ImageSpec
 
+REVISION_LABEL = "org.opencontainers.image.revision"
 WHEEL_INPUTS = ("pyproject.toml", "README.md", "appliance")
 _PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + ["manylinux2014_x86_64"]
 
@@ -36,7 +38,7 @@ def git_revision() -> str:
     try:
         revision = output(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"])
         dirty = output(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"])
-    except Exception:  # noqa: BLE001 - a tarball checkout has no git: the label says so
+    except Exception:
         return "unknown"
     return revision + ("-dirty" if dirty else "")
 
@@ -61,7 +63,7 @@ def build_image(
         normalize_mtimes(context)
         with step(f"building {tag}"):
             built = podman.build(
-                context, tag, {"REVISION": git_revision()}, no_cache, SOURCE_DATE_EPOCH
+                context, tag, {REVISION_LABEL: git_revision()}, no_cache, SOURCE_DATE_EPOCH
             )
     report(built)
     return built
@@ -83,14 +85,31 @@ def build_appliance_wheel(dist: Path) -> None:
         for name in WHEEL_INPUTS:
             origin = REPO_ROOT / name
             if origin.is_dir():
-                shutil.copytree(origin, source / name, ignore=shutil.ignore_patterns(
-                    "__pycache__", "*.pyc", "*.egg-info"))
+                shutil.copytree(
+                    origin,
+                    source / name,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
+                )
             else:
                 shutil.copy2(origin, source / name)
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
-        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-             "--no-build-isolation", "--wheel-dir", dist, source],
-            env=env, capture=True, what="building the appliance wheel")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                dist,
+                source,
+            ],
+            env=env,
+            capture=True,
+            what="building the appliance wheel",
+        )
 
 
 def copy_units(target: Path) -> None:
@@ -103,7 +122,9 @@ def copy_spec_files(spec: ImageSpec, context: Path) -> None:
     for index, extra in enumerate(spec.files):
         origin = source_dir / extra.src
         if not origin.is_file():
-            raise die(f"files[{index}].src: {origin} is not a file", hint="fix the path in the spec")
+            raise die(
+                f"files[{index}].src: {origin} is not a file", hint="fix the path in the spec"
+            )
         (context / "files").mkdir(exist_ok=True)
         shutil.copy2(origin, context / "files" / str(index))
     for model in spec.models:
@@ -111,16 +132,28 @@ def copy_spec_files(spec: ImageSpec, context: Path) -> None:
             continue
         origin = source_dir / model.path
         if not origin.is_dir():
-            raise die(f"model '{model.name}': {origin} is not a directory",
-                      hint="fix models[].path in the spec")
+            raise die(
+                f"model '{model.name}': {origin} is not a directory",
+                hint="fix models[].path in the spec",
+            )
         shutil.copytree(origin, context / "models" / model.name)
 
 
 def base_python_version(spec: ImageSpec) -> str:
     """The base image's own Python (X.Y): wheels must match the interpreter that runs them."""
-    return output(["podman", "run", "--rm", "--network=none", spec.base.image, spec.base.python,
-                   "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                  what=f"asking {spec.base.image} for its Python version")
+    return output(
+        [
+            "podman",
+            "run",
+            "--rm",
+            "--network=none",
+            spec.base.image,
+            spec.base.python,
+            "-c",
+            "import sys; print('%d.%d' % sys.version_info[:2])",
+        ],
+        what=f"asking {spec.base.image} for its Python version",
+    )
 
 
 def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
@@ -135,9 +168,24 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
             partial = wheelhouse.with_suffix(".partial")
             shutil.rmtree(partial, ignore_errors=True)
             platforms = [arg for platform in _PLATFORMS for arg in ("--platform", platform)]
-            run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", partial,
-                 "--only-binary=:all:", "--python-version", python, *platforms, *requirements],
-                capture=True, what="downloading the wheelhouse")
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--dest",
+                    partial,
+                    "--only-binary=:all:",
+                    "--python-version",
+                    python,
+                    *platforms,
+                    *requirements,
+                ],
+                capture=True,
+                what="downloading the wheelhouse",
+            )
             (partial / ".complete").touch()
             shutil.rmtree(wheelhouse, ignore_errors=True)
             partial.rename(wheelhouse)
@@ -169,7 +217,6 @@ def _human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
-
 
 
 __all__ = ["build_image", "image_tag"]

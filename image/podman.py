@@ -6,7 +6,6 @@ progress and errors; when no service answers, one is started for this user and e
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -17,7 +16,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from bootlab.auth import Credentials
 from bootlab.errors import die
+
 from image.cache import cache_dir
 from image.log import log
 from image.run import require, run
@@ -64,8 +65,8 @@ def _answers(url: str) -> Any | None:
     client = PodmanClient(base_url=url, timeout=3600)
     try:
         client.ping()
-    except Exception:  # noqa: BLE001 - any failure means "not this socket"
-        client.close()
+    except Exception:
+        client.close()  # type: ignore[no-untyped-call]
         return None
     return client
 
@@ -81,7 +82,7 @@ def client() -> Any:
     socket = _own_socket()
     socket.unlink(missing_ok=True)
     log(f"  starting podman API service on {socket} (exits after {IDLE_SECONDS}s idle)")
-    subprocess.Popen(  # noqa: S603 - fixed argv
+    subprocess.Popen(
         [podman, "system", "service", f"--time={IDLE_SECONDS}", f"unix://{socket}"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -121,7 +122,7 @@ def inspect(reference: str) -> dict[str, Any]:
 def build(
     context: Path,
     tag: str,
-    build_args: Mapping[str, str],
+    labels: Mapping[str, str],
     no_cache: bool = False,
     timestamp: int | None = None,
 ) -> BuiltImage:
@@ -135,10 +136,16 @@ def build(
     with tempfile.TemporaryDirectory() as scratch:
         id_file = Path(scratch) / "iid"
         command: list[str | Path] = [
-            "podman", "build", "--layers", f"--iidfile={id_file}", "--file",
-            context / "Containerfile", "--tag", tag,
+            "podman",
+            "build",
+            "--layers",
+            f"--iidfile={id_file}",
+            "--file",
+            context / "Containerfile",
+            "--tag",
+            tag,
         ]
-        command += [f"--build-arg={name}={value}" for name, value in build_args.items()]
+        command += [f"--label={name}={value}" for name, value in labels.items()]
         if no_cache:
             command.append("--no-cache")
         if timestamp is not None:
@@ -162,7 +169,7 @@ def describe(tag: str, image_id: str | None = None) -> BuiltImage:
 def push(
     source: str,
     destination: str,
-    credentials: Mapping[str, str] | None,
+    credentials: Credentials | None,
     tls_verify: bool,
 ) -> None:
     """Push `source` to `destination`; a refusal from the registry becomes one clear error."""
@@ -173,7 +180,11 @@ def push(
         events = client().images.push(
             source,
             destination=destination,
-            auth_config=dict(credentials) if credentials else None,
+            auth_config=(
+                {"username": credentials.username, "password": credentials.password}
+                if credentials
+                else None
+            ),
             tlsVerify=tls_verify,
             stream=True,
             decode=True,
@@ -196,7 +207,7 @@ def _push_error(detail: str, registry: str, destination: str) -> Exception:
         )
     if "connection refused" in lowered or "no such host" in lowered:
         return die(f"registry {registry} is not reachable", hint="check the address and network")
-    if "x509" in lowered or "tls" in lowered and "http response" in lowered:
+    if "x509" in lowered or ("tls" in lowered and "http response" in lowered):
         return die(
             f"TLS to {registry} failed: {detail.splitlines()[-1]}",
             hint="fix its certificate, or set registry.tls_verify: false for a test registry",

@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
-
 from bootlab.errors import die
+
 from image.family import family_of
 from image.spec import ImageSpec
 

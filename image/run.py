@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bootlab.errors import die
+
 from image.log import log
 
 # Where each tool comes from on Debian, for the hint when it is missing.
@@ -25,7 +26,9 @@ def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         source = _PACKAGES.get(tool, tool)
-        raise die(f"'{tool}' is not installed", hint=f"install {source}, e.g. apt-get install -y {tool}")
+        raise die(
+            f"'{tool}' is not installed", hint=f"install {source}, e.g. apt-get install -y {tool}"
+        )
     return path
 
 

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
+from bootlab.errors import BootlabError, die
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,8 +24,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-
-from bootlab.errors import BootlabError, die
 
 DEFAULT_SPEC = Path(__file__).with_name("image.yaml")
 
@@ -70,7 +69,9 @@ KernelArg = Annotated[str, AfterValidator(_kernel_arg)]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 Version = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9A-Za-z]+)*(-[0-9A-Za-z.]+)?$")]
 # A PEP 508 distribution name; versions are exact pins so two builds install the same stack.
-PackageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")]
+PackageName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+]
 PinnedVersion = Annotated[str, StringConstraints(pattern=r"^[0-9][0-9A-Za-z.+!-]*$")]
 OsPackage = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+_:~-]*$")]
 UnitName = Annotated[
@@ -233,7 +234,9 @@ class ImageSpec(_Section):
     container_init: bool = Field(
         False, description="Boot as a container too (`podman run --systemd=always`)."
     )
-    source_dir: str = Field(".", description="Directory the spec file lives in (set by the loader).")
+    source_dir: str = Field(
+        ".", description="Directory the spec file lives in (set by the loader)."
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> ImageSpec:
@@ -247,9 +250,8 @@ class ImageSpec(_Section):
         return self
 
 
-_KNOWN_KEYS = sorted(
-    {name for section in (_Section, *_Section.__subclasses__()) for name in section.model_fields}
-)
+_SECTIONS: list[type[_Section]] = _Section.__subclasses__()
+_KNOWN_KEYS = sorted({name for section in _SECTIONS for name in section.model_fields})
 
 # ---------------------------------------------------------------------------------------------
 # Loading: YAML with line numbers → profile merge → validation with file:line errors.
@@ -275,7 +277,9 @@ def _parse_yaml(text: str, source: str) -> _Located:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise die(f"{where}: not valid YAML: {error.problem}", hint="fix the syntax there") from None
+        raise die(
+            f"{where}: not valid YAML: {error.problem}", hint="fix the syntax there"
+        ) from None
     finally:
         loader.dispose()
     return _Located(data, lines)
@@ -412,18 +416,16 @@ class SpecFile:
 def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
     """Pydantic's error location minus the union tags it inserts (e.g. 'nvidia')."""
     path: list[str | int] = []
-    node = data
+    node: Any = data
     for part in loc:
         if isinstance(node, dict) and part in node:
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
-        elif isinstance(node, dict | list):
-            if isinstance(part, str) and part in _union_tags(node):
-                continue
-            path.append(part)
+        elif isinstance(part, str) and part in _union_tags(node):
+            continue  # a discriminated union's tag, not a key in the file
+        else:
             node = None
-            continue
         path.append(part)
     return tuple(path)
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, every tier (unit, integration, system, ml), plus the static checks.
+# Usage: bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+
+echo "‣ static checks"
+ruff check .
+mypy
+python build.py --quiet check
+python build.py --quiet lint
+
+echo "‣ pytest (all tiers)"
+python -m pytest -m "unit or integration or system or ml" "$@"
+
+echo "‣ benchmarks (JSON in bench/results/)"
+mkdir -p bench/results
+for bench in render upgrade_delta; do
+  python "bench/$bench.py" 2>"bench/results/$bench.log" | tail -n 1 | tee "bench/results/$bench.json"
+done

@@ -1,0 +1,131 @@
+"""Real test infrastructure, in one place: podman settings, the built dev image, and a local
+registry with htpasswd auth. Tiers import the fixtures they need from here."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTAINERS_CONF = REPO_ROOT / ".ci" / "containers.conf"
+DEV_TAG = "localhost/bootlab-test:dev"
+
+
+def podman_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(CONTAINERS_CONF)),
+    }
+
+
+def sh(*argv: str | Path, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(part) for part in argv],
+        check=check,
+        capture_output=True,
+        text=True,
+        env=kwargs.pop("env", podman_env()),
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def build_py(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return sh(
+        sys.executable,
+        REPO_ROOT / "build.py",
+        *args,
+        check=False,
+        cwd=REPO_ROOT,
+        env=env or podman_env(),
+    )
+
+
+def require_tools(*tools: str) -> None:
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"missing tools {missing}: run the README's test command, which installs them")
+
+
+@pytest.fixture(scope="session")
+def dev_image() -> str:
+    """The dev profile built through build.py (base and layers cached between runs)."""
+    require_tools("podman", "debootstrap")
+    result = build_py("build", "--profile", "dev", "--tag", DEV_TAG)
+    assert result.returncode == 0, f"dev build failed:\n{result.stdout}\n{result.stderr[-4000:]}"
+    return DEV_TAG
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    username: str
+    password: str
+
+    def auth_file(self, directory: Path, password: str | None = None) -> Path:
+        token = base64.b64encode(f"{self.username}:{password or self.password}".encode()).decode()
+        path = directory / "auth.json"
+        path.write_text(json.dumps({"auths": {self.host: {"auth": token}}}))
+        path.chmod(0o600)
+        return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry on a free loopback port, htpasswd (bcrypt) auth."""
+    require_tools("docker-registry", "htpasswd")
+    root = tmp_path_factory.mktemp("registry")
+    username, password = "bootlab", "s3cret-" + base64.b32encode(os.urandom(10)).decode()
+    # -i: the password comes on stdin, never in argv.
+    hashed = subprocess.run(
+        ["htpasswd", "-niB", username], input=password, text=True, capture_output=True, check=True
+    ).stdout
+    (root / "htpasswd").write_text(hashed)
+    port = _free_port()
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"auth: {{htpasswd: {{realm: bootlab-test, path: {root / 'htpasswd'}}}}}\n"
+    )
+    log = (root / "registry.log").open("w")
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    try:
+        yield Registry(f"127.0.0.1:{port}", username, password)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
