@@ -442,8 +442,30 @@ def load(path: Path = DEFAULT_SPEC, profile: str | None = None) -> ImageSpec:
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON schema of one resolved profile, for editors and reviewers."""
-    return ImageSpec.model_json_schema()
+    """JSON schema of the spec file, for editors: `common` and each profile take the keys of an
+    image spec, none of them required on its own (a profile's merge over `common` must be
+    complete, which `build.py check` verifies)."""
+    image = ImageSpec.model_json_schema()
+    definitions = image.pop("$defs", {})
+    for schema in [image, *definitions.values()]:
+        schema.pop("required", None)
+    image["properties"].pop("source_dir", None)
+    image["properties"].pop("profile", None)
+    definitions["ImageSpec"] = image
+    reference = {"$ref": "#/$defs/ImageSpec"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "bootlab image spec",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "default": {"type": "string", "description": "Profile used when none is named."},
+            "common": reference,
+            "profiles": {"type": "object", "additionalProperties": reference, "minProperties": 1},
+        },
+        "required": ["profiles"],
+        "$defs": definitions,
+    }
 
 
 __all__ = ["DEFAULT_SPEC", "ImageSpec", "SpecFile", "json_schema", "load"]
