@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from infra import REPO_ROOT, Registry, build_py, podman_env, sh
 
 pytestmark = pytest.mark.integration
@@ -131,3 +132,29 @@ def test_no_podman_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "'podman' is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_extra_files_and_local_model_are_shipped(tmp_path: Path) -> None:
+    """A spec with an extra file and a local model: both land in the image, the model as a
+    layer of its own."""
+    source = yaml.safe_load((REPO_ROOT / "image" / "image.yaml").read_text())
+    profile = {**source["profiles"]["dev"], "name": "bootlab-extras"}
+    profile["files"] = [{"src": "motd", "dest": "/etc/motd", "mode": "0640"}]
+    profile["models"] = [{"name": "tiny", "path": "tiny-model"}]
+    profile["registry"] = {"repository": "localhost/bootlab-extras", "tag": "test"}
+    (tmp_path / "image.yaml").write_text(
+        yaml.safe_dump({"default": "dev", "common": source["common"], "profiles": {"dev": profile}})
+    )
+    (tmp_path / "motd").write_text("welcome to the extras test\n")
+    (tmp_path / "tiny-model").mkdir()
+    (tmp_path / "tiny-model" / "config.json").write_text('{"model_type": "llama"}\n')
+
+    result = build_py("--spec", str(tmp_path / "image.yaml"), "build")
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = "localhost/bootlab-extras:test"
+    script = "stat -c %a /etc/motd && cat /etc/motd /usr/share/bootlab/models/tiny/config.json"
+    shown = sh("podman", "run", "--rm", "--network=none", image, "sh", "-c", script).stdout
+    assert shown.splitlines() == ["640", "welcome to the extras test", '{"model_type": "llama"}']
+    history = sh("podman", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image).stdout
+    assert any("/usr/share/bootlab/models/tiny/" in line for line in history.splitlines())
+    sh("podman", "rmi", "-f", image, check=False)
