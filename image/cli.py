@@ -133,6 +133,18 @@ def cmd_disk(args: argparse.Namespace, spec_file: SpecFile) -> int:
     from image.pipeline import image_tag  # noqa: PLC0415
 
     spec: ImageSpec = spec_file.resolve(args.profile)
+    if not spec.base.bootc:
+        raise die(
+            f"profile '{spec.profile}' has no bootc in its base, so it cannot become a disk image",
+            hint="use a bootc profile (rhel, centos, fedora); the dev profile boots as a container",
+        )
+    for index, user in enumerate(spec.disk.users):
+        if not user.ssh_keys and not user.password_hash:
+            raise die(
+                f"disk.users[{index}] '{user.name}' has neither ssh_keys nor password_hash: "
+                "nobody could log in to the disk image",
+                hint="add your SSH public key to disk.users in the spec",
+            )
     output: Path = args.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     config = output / "config.toml"

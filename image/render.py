@@ -6,6 +6,7 @@ the jinja2 templates in `image/templates/` only lay it out. Same spec → byte-i
 
 from __future__ import annotations
 
+import json
 import shlex
 import tomllib
 from collections.abc import Iterable
@@ -209,6 +210,5 @@ def render_bib_config(spec: ImageSpec, disk_type: str) -> str:
 
 
 def _toml_string(value: str) -> str:
-    """A TOML basic string: JSON-style escapes are valid TOML."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    """A TOML basic string: JSON's escapes (\\uXXXX for control characters) are valid TOML."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # TOML bans DEL

@@ -110,7 +110,6 @@ class NvidiaAccelerator(_Section):
     type: Literal["nvidia"]
     driver: Version = Field(description="NVIDIA driver version, e.g. 570.124.06")
     cuda: Version = Field(description="CUDA toolkit version, e.g. 12.8")
-    open_kernel_module: bool = True
     fabricmanager: bool = Field(True, description="NVSwitch systems (HGX) need it to use GPUs.")
     persistenced: bool = True
     container_toolkit: bool = Field(True, description="nvidia-container-toolkit and CDI spec.")
@@ -138,8 +137,18 @@ Accelerator = Annotated[
 ]
 
 
+def _under_usr(value: str) -> str:
+    # /usr is the image's own, replaced whole on upgrade; /var would keep a stale copy.
+    if not value.startswith("/usr/"):
+        raise ValueError("must be under /usr (bootc never updates /var, /etc is for config)")
+    return value
+
+
+UsrPath = Annotated[AbsPath, AfterValidator(_under_usr)]
+
+
 class MLStack(_Section):
-    venv: AbsPath = "/usr/lib/bootlab/ml"
+    venv: UsrPath = "/usr/lib/bootlab/ml"
     packages: dict[PackageName, PinnedVersion] = Field(
         default_factory=dict, description="Exact pins: name → version."
     )
@@ -148,7 +157,7 @@ class MLStack(_Section):
 
 
 class Appliance(_Section):
-    venv: AbsPath = "/usr/lib/bootlab/venv"
+    venv: UsrPath = "/usr/lib/bootlab/venv"
     enable: tuple[UnitName, ...] = Field((), description="Units enabled at boot.")
 
 
@@ -200,6 +209,20 @@ class Disk(_Section):
     rootfs: Literal["xfs", "ext4", "btrfs"] = "xfs"
     users: tuple[User, ...] = ()
     filesystems: tuple[Filesystem, ...] = ()
+
+    @model_validator(mode="after")
+    def _mountpoints_bib_accepts(self) -> Disk:
+        # bootc-image-builder's rules: / and /boot, or directories below /var (not /var itself);
+        # btrfs takes only / and /boot.
+        for fs in self.filesystems:
+            below_var = fs.mountpoint.startswith("/var/")
+            if fs.mountpoint in ("/", "/boot") or (below_var and self.rootfs != "btrfs"):
+                continue
+            allowed = (
+                "/ or /boot" if self.rootfs == "btrfs" else "/, /boot or a directory below /var"
+            )
+            raise ValueError(f"filesystem mountpoint {fs.mountpoint}: must be {allowed}")
+        return self
 
 
 class Registry(_Section):
@@ -266,7 +289,10 @@ class _Located:
 
 
 def _parse_yaml(text: str, source: str) -> _Located:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as error:  # the reader refuses control characters up front
+        raise die(f"{source}: not valid YAML: {error}", hint="fix the file's text") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -280,26 +306,47 @@ def _parse_yaml(text: str, source: str) -> _Located:
         raise die(
             f"{where}: not valid YAML: {error.problem}", hint="fix the syntax there"
         ) from None
+    except yaml.YAMLError as error:  # e.g. a control character the reader refuses
+        raise die(f"{source}: not valid YAML: {error}", hint="fix the file's text") from None
     finally:
         loader.dispose()
     return _Located(data, lines)
 
 
-def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> None:
-    lines[path] = node.start_mark.line + 1
+_STRING_TAG = "tag:yaml.org,2002:str"
+
+
+def _record_lines(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    source: str,
+    parents: frozenset[int] = frozenset(),
+) -> None:
+    line = node.start_mark.line + 1
+    if id(node) in parents:
+        raise die(f"{source}:{line}: an alias refers to itself", hint="remove the recursive alias")
+    parents = parents | {id(node)}
+    lines[path] = line
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STRING_TAG:
+                raise die(
+                    f"{source}:{key_line}: keys must be plain words",
+                    hint="quote the key, or use the name of a setting",
+                )
             key = key_node.value
             if key in seen:
                 line = key_node.start_mark.line + 1
                 raise die(f"{source}:{line}: key '{key}' appears twice", hint="keep one of them")
             seen.add(key)
-            _record_lines(value_node, (*path, key), lines, source)
+            _record_lines(value_node, (*path, key), lines, source, parents)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines, source)
+            _record_lines(item, (*path, index), lines, source, parents)
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,6 +379,10 @@ class SpecFile:
                 f"cannot read spec file {path}: {error.strerror}",
                 hint="pass --spec PATH, or run from the repository root",
             ) from None
+        except UnicodeDecodeError as error:
+            raise die(
+                f"{path}: not UTF-8 text (byte {error.start})", hint="save the file as UTF-8"
+            ) from None
         located = _parse_yaml(text, str(path))
         data = located.data
         if not isinstance(data, dict):
@@ -354,7 +405,7 @@ class SpecFile:
         if not isinstance(common, dict):
             raise die(f"{path}:{located.lines[('common',)]}: 'common' must be a mapping")
         default = data.get("default", next(iter(profiles)))
-        if default not in profiles:
+        if not isinstance(default, str) or default not in profiles:
             raise die(
                 f"{path}:{located.lines[('default',)]}: default profile '{default}' is not defined",
                 hint=f"choose one of: {', '.join(profiles)}",
@@ -418,9 +469,9 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
     path: list[str | int] = []
     node: Any = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             node = node[part]
         elif isinstance(part, str) and part in _union_tags(node):
             continue  # a discriminated union's tag, not a key in the file

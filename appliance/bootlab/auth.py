@@ -56,13 +56,24 @@ def read_auth_file(path: Path) -> dict[str, dict[str, str]]:
     return auths
 
 
-def _decode(entry: dict[str, str], registry: str, path: Path) -> Credentials:
+def _decode(entry: object, registry: str, path: Path) -> Credentials | None:
+    """The entry's credentials; None where a credential helper holds them (an empty entry)."""
+    invalid = die(
+        f"the entry for {registry} in {path} is not valid", hint=f"podman login {registry}"
+    )
+    if not isinstance(entry, dict):
+        raise invalid
+    token = entry.get("auth")
+    if token is None and not entry:
+        return None
+    if not isinstance(token, str):
+        raise invalid
     try:
-        username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-    except (KeyError, binascii.Error, UnicodeDecodeError):
-        raise die(
-            f"the entry for {registry} in {path} is not valid", hint=f"podman login {registry}"
-        ) from None
+        username, colon, password = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise invalid from None
+    if not colon or not username:
+        raise invalid
     return Credentials(username, password)
 
 
@@ -85,5 +96,7 @@ def credentials_for(reference: str) -> Credentials | None:
         for key in keys:
             for candidate in (key, f"https://{key}", f"http://{key}"):
                 if candidate in auths:
-                    return _decode(auths[candidate], key, path)
+                    found = _decode(auths[candidate], key, path)
+                    if found is not None:
+                        return found
     return None

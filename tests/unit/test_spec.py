@@ -430,8 +430,7 @@ def test_spec_is_frozen() -> None:
 
 
 # --- known robustness bugs: inputs that escape as something other than BootlabError ----------
-# Each is a real bug in image/spec.py; strict xfail turns green into a failure once it is
-# fixed, so the marker gets removed with the fix.
+# Inputs that once escaped the loader as other exceptions (found by the fuzzer).
 
 ESCAPES = {
     "recursive-alias": "profiles:\n  dev: &x\n    a: *x\n",
@@ -444,7 +443,6 @@ ESCAPES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: spec.py lets this input escape as a non-BootlabError")
 @pytest.mark.parametrize("text", list(ESCAPES.values()), ids=list(ESCAPES))
 def test_malformed_input_is_a_bootlab_error(spec_at, text: str) -> None:
     path, _ = spec_at(text)
@@ -458,10 +456,6 @@ def test_malformed_input_is_a_bootlab_error(spec_at, text: str) -> None:
         raise AssertionError("expected a BootlabError")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: SpecFile.read catches only OSError; bad UTF-8 raises "
-    "UnicodeDecodeError"
-)
 def test_invalid_utf8_is_a_bootlab_error(tmp_path: Path) -> None:
     path = tmp_path / "image.yaml"
     path.write_bytes(b"profiles:\n  a: {name: \xff}\n")
