@@ -469,9 +469,10 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
     path: list[str | int] = []
     node: Any = data
     for part in loc:
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and part < len(node)
-        ):
+        # Separate branches: mypy narrows the list index only in its own branch.
+        if isinstance(node, dict) and part in node:  # noqa: SIM114
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         elif isinstance(part, str) and part in _union_tags(node):
             continue  # a discriminated union's tag, not a key in the file
