@@ -6,6 +6,7 @@ Each step is a small function that decides for itself whether it applies.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -205,9 +206,13 @@ def report(built: podman.BuiltImage) -> None:
     print(f"digest: {built.digest}")
     print("layers:")
     for layer in built.layers:
-        instruction = " ".join(layer.created_by.replace("/bin/sh -c #(nop) ", "").split())
+        instruction = _BUILD_NOISE.sub("", " ".join(layer.created_by.split()))
         print(f"  {_human(layer.size):>10}  {instruction[:90]}")
     print(f"  {_human(sum(layer.size for layer in built.layers)):>10}  total")
+
+
+# History entries read "|1 ARG=value /bin/sh -c #(nop) COPY …": keep only the instruction.
+_BUILD_NOISE = re.compile(r"^(\|\d+ (\S+=\S* )+)?(/bin/sh -c )?(#\(nop\) )?")
 
 
 def _human(size: int) -> str:

@@ -27,7 +27,7 @@ fi
 stamp=.venv/.bootlab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "‣ pip install -e '.[dev]'"
-  .venv/bin/python -m pip install -q --upgrade pip "setuptools>=68" wheel
+  .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
