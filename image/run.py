@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def run(
     result = subprocess.run(
         argv,
         input=input_bytes,
-        stdout=subprocess.PIPE if capture else None,
+        # Progress from tools is log output: stderr, so stdout carries only results.
+        stdout=subprocess.PIPE if capture else sys.stderr,
         stderr=subprocess.PIPE if capture else None,
         env=dict(env) if env is not None else None,
         cwd=cwd,
