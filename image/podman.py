@@ -1,7 +1,7 @@
-"""podman through its REST API (podman-py): the service socket, build, inspect and push.
+"""podman for the build side: images are inspected and pushed through the REST API socket
+(podman-py), built with `podman build` (see `build` for why).
 
-`build.py` talks to the podman API socket rather than the CLI so builds stream structured
-progress and errors; when no service answers, one is started for this user and exits when idle.
+When no API service answers, one is started for this user and exits when idle.
 """
 
 from __future__ import annotations
@@ -111,12 +111,6 @@ def image_label(reference: str, label: str) -> str | None:
     labels = client().images.get(reference).labels or {}
     value = labels.get(label)
     return str(value) if value is not None else None
-
-
-def inspect(reference: str) -> dict[str, Any]:
-    if not image_exists(reference):
-        raise die(f"image {reference} does not exist locally", hint="run `python build.py build`")
-    return dict(client().images.get(reference).attrs)
 
 
 def build(
