@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bootlab.errors import die
+from bootlab.errors import BootlabError, die
 
 from image import podman
 from image.base import ensure_base
@@ -39,7 +39,7 @@ def git_revision() -> str:
     try:
         revision = output(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"])
         dirty = output(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"])
-    except Exception:
+    except BootlabError:  # no git, or not a checkout (a tarball): the label says so
         return "unknown"
     return revision + ("-dirty" if dirty else "")
 
