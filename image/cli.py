@@ -22,6 +22,7 @@ BIB_TYPES = {"qcow2": "qcow2", "ami": "ami", "raw": "raw", "iso": "anaconda-iso"
 
 def dispatch(args: argparse.Namespace) -> int:
     log.QUIET = args.quiet
+    log.quiet_commands(args.quiet)
     spec_file = SpecFile.read(args.spec or DEFAULT_SPEC)
     handler = globals()[f"cmd_{args.command}"]
     return int(handler(args, spec_file))

@@ -19,6 +19,8 @@ from image.render import REPO_ROOT, Rendered, enabled_units, shipped_units
 from image.spec import ImageSpec
 
 HADOLINT_CONFIG = REPO_ROOT / ".hadolint.yaml"
+# `python -m venv --system-site-packages DIR`: options may come before the venv path.
+_OPTIONS = r"(--\S+ )*"
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,11 @@ def _final_stage(spec: ImageSpec, instructions: list[Instruction]) -> list[str]:
 
 def _layer_order(spec: ImageSpec, instructions: list[Instruction]) -> list[str]:
     """Least to most often changed: an appliance-only change must leave earlier layers alone."""
+    appliance_venv = _OPTIONS + re.escape(spec.appliance.venv)
     steps = [
         ("ML stack venv", rf"^RUN .*-m venv {re.escape(spec.ml.venv)}\b", True),
         ("models", r"^COPY .*/usr/share/bootlab/models/", bool(spec.models)),
-        ("appliance dependencies", rf"^RUN .*-m venv {re.escape(spec.appliance.venv)}\b", True),
+        ("appliance dependencies", rf"^RUN .*-m venv {appliance_venv}\b", True),
         ("appliance wheel", r"^COPY dist/ ", True),
         ("units", r"^COPY units/ ", True),
         ("labels", r"^LABEL .*org\.opencontainers\.image\.version", True),

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 QUIET = False
+
+# Commands run through `bootlab.run` log their argv; the build shows them on stderr.
+_handler = logging.StreamHandler(sys.stderr)
+_handler.setFormatter(logging.Formatter("%(message)s"))
+logging.getLogger("bootlab.run").addHandler(_handler)
+logging.getLogger("bootlab.run").setLevel(logging.INFO)
+
+
+def quiet_commands(quiet: bool) -> None:
+    logging.getLogger("bootlab.run").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def log(message: str) -> None:

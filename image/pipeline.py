@@ -58,7 +58,7 @@ def build_image(
         context = Path(work)
         write_rendered(render(spec), context)
         build_appliance_wheel(context / "dist")
-        copy_units(context / "units")
+        copy_units(context)
         copy_spec_files(spec, context)
         prepare_wheelhouse(spec, context / "wheels")
         normalize_mtimes(context)
@@ -113,8 +113,11 @@ def build_appliance_wheel(dist: Path) -> None:
         )
 
 
-def copy_units(target: Path) -> None:
-    shutil.copytree(UNITS_DIR, target)
+def copy_units(context: Path) -> None:
+    """Unit files for /usr/lib/systemd/system; sysusers.d and tmpfiles.d for /usr/lib."""
+    shutil.copytree(UNITS_DIR, context / "units", ignore=shutil.ignore_patterns("*.d"))
+    for directory in sorted(UNITS_DIR.glob("*.d")):
+        shutil.copytree(directory, context / "usrlib" / directory.name)
 
 
 def copy_spec_files(spec: ImageSpec, context: Path) -> None:

@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 UNITS_DIR = REPO_ROOT / "units"
 MODELS_DIR = "/usr/share/bootlab/models"
 UPGRADE_INFORMER_TIMER = "bootlab-upgrade-informer.timer"
+APPLIANCE_SOCKET = "bootlabd.socket"
+NVIDIA_CDI_UNIT = "bootlab-nvidia-cdi.service"
 WHEELS_MOUNT = "/run/bootlab-wheels"
 SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip (wheel) can hold
 
@@ -78,7 +80,8 @@ def kernel_args(spec: ImageSpec) -> list[str]:
 
 
 def enabled_units(spec: ImageSpec) -> list[str]:
-    units = list(spec.appliance.enable)
+    # The API socket is always there; the daemon itself starts on the first request.
+    units = [APPLIANCE_SOCKET, *spec.appliance.enable]
     if spec.updates.informer:
         units.append(UPGRADE_INFORMER_TIMER)
     if spec.accelerator.type == "nvidia":
@@ -86,6 +89,7 @@ def enabled_units(spec: ImageSpec) -> list[str]:
             units.append("nvidia-persistenced.service")
         if spec.accelerator.fabricmanager:
             units.append("nvidia-fabricmanager.service")
+        units.append(NVIDIA_CDI_UNIT)
     return list(dict.fromkeys(units))
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-import yaml
+from bootlab import yamlfile
 from bootlab.errors import BootlabError, die
+from bootlab.yamlfile import KeyPath, deep_merge, parse_yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -279,86 +279,6 @@ _KNOWN_KEYS = sorted({name for section in _SECTIONS for name in section.model_fi
 # ---------------------------------------------------------------------------------------------
 # Loading: YAML with line numbers → profile merge → validation with file:line errors.
 
-Path_ = tuple[str | int, ...]
-
-
-@dataclass(frozen=True)
-class _Located:
-    data: Any
-    lines: dict[Path_, int]
-
-
-def _parse_yaml(text: str, source: str) -> _Located:
-    try:
-        loader = yaml.SafeLoader(text)
-    except yaml.YAMLError as error:  # the reader refuses control characters up front
-        raise die(f"{source}: not valid YAML: {error}", hint="fix the file's text") from None
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise die(f"{source}: the file is empty", hint="start from image/image.yaml")
-        lines: dict[Path_, int] = {}
-        _record_lines(node, (), lines, source)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise die(
-            f"{where}: not valid YAML: {error.problem}", hint="fix the syntax there"
-        ) from None
-    except yaml.YAMLError as error:  # e.g. a control character the reader refuses
-        raise die(f"{source}: not valid YAML: {error}", hint="fix the file's text") from None
-    finally:
-        loader.dispose()
-    return _Located(data, lines)
-
-
-_STRING_TAG = "tag:yaml.org,2002:str"
-
-
-def _record_lines(
-    node: yaml.Node,
-    path: Path_,
-    lines: dict[Path_, int],
-    source: str,
-    parents: frozenset[int] = frozenset(),
-) -> None:
-    line = node.start_mark.line + 1
-    if id(node) in parents:
-        raise die(f"{source}:{line}: an alias refers to itself", hint="remove the recursive alias")
-    parents = parents | {id(node)}
-    lines[path] = line
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key_line = key_node.start_mark.line + 1
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STRING_TAG:
-                raise die(
-                    f"{source}:{key_line}: keys must be plain words",
-                    hint="quote the key, or use the name of a setting",
-                )
-            key = key_node.value
-            if key in seen:
-                line = key_node.start_mark.line + 1
-                raise die(f"{source}:{line}: key '{key}' appears twice", hint="keep one of them")
-            seen.add(key)
-            _record_lines(value_node, (*path, key), lines, source, parents)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines, source, parents)
-
-
-def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Profile values win; mappings merge key by key, lists and scalars are replaced."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
 
 @dataclass(frozen=True)
 class SpecFile:
@@ -368,7 +288,7 @@ class SpecFile:
     default_profile: str
     common: dict[str, Any]
     profiles: dict[str, dict[str, Any]]
-    lines: dict[Path_, int]
+    lines: dict[KeyPath, int]
 
     @classmethod
     def read(cls, path: Path = DEFAULT_SPEC) -> SpecFile:
@@ -383,7 +303,7 @@ class SpecFile:
             raise die(
                 f"{path}: not UTF-8 text (byte {error.start})", hint="save the file as UTF-8"
             ) from None
-        located = _parse_yaml(text, str(path))
+        located = parse_yaml(text, str(path))
         data = located.data
         if not isinstance(data, dict):
             raise die(f"{path}:1: the spec must be a mapping with 'profiles'")
@@ -419,7 +339,7 @@ class SpecFile:
                 f"profile '{name}' does not exist in {self.path}",
                 hint=f"choose one of: {', '.join(self.profiles)}",
             )
-        merged = _deep_merge(self.common, self.profiles[name])
+        merged = deep_merge(self.common, self.profiles[name])
         merged.setdefault("profile", name)
         merged["source_dir"] = str(self.path.parent.resolve())
         try:
@@ -440,7 +360,7 @@ class SpecFile:
         )
 
     def _describe(self, item: Any, profile: str, merged: Any) -> str:
-        data_path = _data_path(item["loc"], merged)
+        data_path = yamlfile.data_path(item["loc"], merged)
         written, line = self._where(data_path, profile)
         dotted = ".".join(str(part) for part in written) or "(top level)"
         kind = item["type"]
@@ -453,7 +373,7 @@ class SpecFile:
         message = str(item["msg"]).removeprefix("Value error, ")
         return f"{self.path}:{line}: {dotted}: {message}"
 
-    def _where(self, data_path: Path_, profile: str) -> tuple[Path_, int]:
+    def _where(self, data_path: KeyPath, profile: str) -> tuple[KeyPath, int]:
         """The key path as written (under the profile or under common) and its line."""
         for depth in range(len(data_path), -1, -1):
             prefix = data_path[:depth]
@@ -462,30 +382,6 @@ class SpecFile:
                 if line is not None:
                     return (*root, *data_path), line
         return (("profiles", profile, *data_path)), self.lines.get(("profiles", profile), 1)
-
-
-def _data_path(loc: tuple[str | int, ...], data: Any) -> Path_:
-    """Pydantic's error location minus the union tags it inserts (e.g. 'nvidia')."""
-    path: list[str | int] = []
-    node: Any = data
-    for part in loc:
-        # Separate branches: mypy narrows the list index only in its own branch.
-        if isinstance(node, dict) and part in node:  # noqa: SIM114
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        elif isinstance(part, str) and part in _union_tags(node):
-            continue  # a discriminated union's tag, not a key in the file
-        else:
-            node = None
-        path.append(part)
-    return tuple(path)
-
-
-def _union_tags(node: Any) -> set[str]:
-    if isinstance(node, dict) and isinstance(node.get("type"), str):
-        return {node["type"]}
-    return set()
 
 
 def load(path: Path = DEFAULT_SPEC, profile: str | None = None) -> ImageSpec:

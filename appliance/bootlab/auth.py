@@ -10,7 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootlab.errors import die
+from bootlab import files
+from bootlab.errors import BootlabError, die
+from bootlab.paths import Paths
 
 OSTREE_AUTH_FILE = Path("/etc/ostree/auth.json")
 
@@ -100,3 +102,107 @@ def credentials_for(reference: str) -> Credentials | None:
                     if found is not None:
                         return found
     return None
+
+
+# Storing: one login serves podman/skopeo (the containers auth file) and `bootc upgrade`
+# (/etc/ostree/auth.json), so the admin never copies files by hand.
+
+
+@dataclass(frozen=True)
+class Stored:
+    registry: str
+    username: str
+    podman: bool  # in the containers auth file: podman pull, skopeo
+    bootc: bool  # in /etc/ostree/auth.json: bootc upgrade / switch
+
+
+def _targets(paths: Paths) -> list[Path]:
+    targets = [paths.containers_auth, paths.ostree_auth]
+    # `podman login` writes the runtime file, which podman reads first: keep it in step, or
+    # an old entry there would shadow the one we store.
+    if paths.containers_runtime_auth.exists():
+        targets.append(paths.containers_runtime_auth)
+    return targets
+
+
+def _load_for_update(path: Path, warnings: list[str]) -> dict[str, object]:
+    """The whole document (other keys such as credHelpers kept); a corrupt file is copied
+    aside and reported, then replaced, so the login still works and nothing is lost."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("auths", {}), dict):
+        return document
+    backup = files.keep_aside(path, "corrupt")
+    warnings.append(
+        f"{path} was not a valid auth file; its old content is kept in {backup} "
+        "(re-add the other registries from there)"
+    )
+    return {}
+
+
+def store(paths: Paths, registry: str, credentials: Credentials) -> list[str]:
+    """Save the (already checked) credentials in every auth file; returns warnings."""
+    token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+    warnings: list[str] = []
+    for path in _targets(paths):
+        document = _load_for_update(path, warnings)
+        auths = document.setdefault("auths", {})
+        assert isinstance(auths, dict)
+        auths[registry] = {"auth": token}
+        files.write_atomic(path, (json.dumps(document, indent=2) + "\n").encode(), 0o600)
+    return warnings
+
+
+def remove(paths: Paths, registry: str) -> list[Path]:
+    """Drop the registry from every auth file; returns the files it was in."""
+    removed = []
+    warnings: list[str] = []
+    for path in _targets(paths):
+        document = _load_for_update(path, warnings)
+        auths = document.get("auths", {})
+        assert isinstance(auths, dict)
+        spellings = (registry, f"https://{registry}", f"http://{registry}")
+        keys = [key for key in spellings if key in auths]
+        if not keys:
+            continue
+        for key in keys:
+            del auths[key]
+        files.write_atomic(path, (json.dumps(document, indent=2) + "\n").encode(), 0o600)
+        removed.append(path)
+    return removed
+
+
+def stored(paths: Paths) -> tuple[list[Stored], list[str]]:
+    """The registries logged in to, and where; never the secrets. Problems become warnings."""
+    found: dict[str, dict[str, object]] = {}
+    warnings = []
+    for path, purpose in (
+        (paths.containers_runtime_auth, "podman"),
+        (paths.containers_auth, "podman"),
+        (paths.ostree_auth, "bootc"),
+    ):
+        try:
+            auths = read_auth_file(path)
+        except BootlabError as error:
+            warnings.append(error.message)
+            continue
+        for key, entry in auths.items():
+            registry = key.removeprefix("https://").removeprefix("http://")
+            record = found.setdefault(registry, {"username": "", "podman": False, "bootc": False})
+            record[purpose] = True
+            try:
+                credentials = _decode(entry, registry, path)
+            except BootlabError as error:
+                warnings.append(error.message)
+                continue
+            if credentials is not None and not record["username"]:
+                record["username"] = credentials.username
+    entries = [
+        Stored(registry, str(r["username"]), bool(r["podman"]), bool(r["bootc"]))
+        for registry, r in sorted(found.items())
+    ]
+    return entries, warnings

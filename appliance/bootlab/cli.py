@@ -1,13 +1,317 @@
-"""The `bootlab` command line: the admin's one entry point inside the appliance."""
+"""The `bootlab` command line: the admin's one entry point inside the appliance.
+
+Read commands and actions go to bootlabd over its socket (the CLI is only a client); the
+entrypoints systemd runs (`serve run`, `train run`, `upgrade check`) work locally. Imports
+stay light on the client path: `bootlab status` must answer quickly."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bootlab import __version__
-from bootlab.errors import BootlabError
+from bootlab.errors import BootlabError, die
+from bootlab.paths import Paths
+
+EX_USAGE = 2
+
+Command = Callable[[argparse.Namespace, Paths], int]
+
+
+def _api(paths: Paths, method: str, path: str, body: Any = None) -> Any:
+    from bootlab import client  # noqa: PLC0415 - the entrypoints never need it
+
+    socket_path = os.environ.get("BOOTLAB_SOCKET")
+    return client.call(paths.socket if not socket_path else _path(socket_path), method, path, body)
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path  # noqa: PLC0415
+
+    return Path(text)
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> None:
+    everything = [list(header)] if header else []
+    everything += [list(row) for row in rows]
+    if not everything:
+        return
+    widths = [max(len(row[i]) for row in everything) for i in range(len(everything[0]))]
+    for row in everything:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+
+
+def _ago(stamp: float | None) -> str:
+    if not stamp:
+        return "never"
+    seconds = max(0, int(time.time() - stamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _service_line(state: dict[str, Any]) -> list[str]:
+    detail = f"{state['active']} ({state['sub']})"
+    if state["main_pid"]:
+        detail += f", pid {state['main_pid']}"
+    if state["active"] == "failed":
+        detail += f", {state['result']}"
+    return [state["workload"], detail, f"since {_ago(state['since'])}", state["unit"]]
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+# Commands ------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    status = _api(paths, "GET", "/v1/status")
+    if args.json:
+        _print_json(status)
+        return 0
+    print(f"bootlab {status['version']} on {status['hostname']} — {status['profile']}")
+    _table([_service_line(state) for state in status["services"]])
+    upgrade = status["upgrade"]
+    if upgrade is None:
+        upgrade_text = "not checked yet"
+    elif upgrade["available"]:
+        upgrade_text = f"update available: {upgrade['message']} — run `bootc upgrade`"
+    elif upgrade["available"] is None:
+        upgrade_text = f"check failed: {upgrade['message']}"
+    else:
+        upgrade_text = "up to date"
+    if upgrade is not None:
+        upgrade_text += f" (checked {_ago(upgrade['checked_at'])})"
+    _table(
+        [
+            ["GPU lock:", status["gpu_holder"] or "free"],
+            ["registries:", ", ".join(status["registries"]) or "none (bootlab login REGISTRY)"],
+            ["upgrades:", upgrade_text],
+            ["config:", f"error: {status['config_error']}" if status["config_error"] else "ok"],
+        ]
+    )
+    _warn(status["warnings"])
+    return 0
+
+
+def cmd_system_info(args: argparse.Namespace, paths: Paths) -> int:
+    info = _api(paths, "GET", "/v1/system/info")
+    if args.json:
+        _print_json(info)
+        return 0
+    gib = 1024**3
+    _table(
+        [
+            ["profile:", info["profile"]["name"]],
+            ["host:", f"{info['hostname']} — {info['os']}, kernel {info['kernel']}"],
+            ["cpu:", f"{info['cpu_count']} x {info['cpu_model']}"],
+            [
+                "memory:",
+                f"{info['memory_total_mib'] / 1024:.1f} GiB "
+                f"({info['memory_available_mib'] / 1024:.1f} GiB available)",
+            ],
+            [
+                "disk:",
+                f"{info['disk_path']}: {info['disk_free_bytes'] / gib:.1f} GiB free of "
+                f"{info['disk_total_bytes'] / gib:.1f} GiB",
+            ],
+        ]
+    )
+    if info["gpus"]:
+        print()
+        _table(
+            [
+                [
+                    str(g["index"]),
+                    g["vendor"],
+                    g["name"],
+                    f"{g['memory_mib'] / 1024:.0f} GiB",
+                    g.get("driver") or "-",
+                ]
+                for g in info["gpus"]
+            ],
+            header=["GPU", "VENDOR", "NAME", "MEMORY", "DRIVER"],
+        )
+    _warn(info["warnings"])
+    return 0
+
+
+def cmd_login(args: argparse.Namespace, paths: Paths) -> int:
+    interactive = sys.stdin.isatty()
+    username = args.username
+    if not username:
+        if not interactive:
+            raise die("no username: pass --username", exit_code=EX_USAGE)
+        username = input("Username: ").strip()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif interactive:
+        password = getpass.getpass("Password: ")
+    else:
+        raise die(
+            "no terminal to ask for the password",
+            hint="pass it on standard input: ... | bootlab login --password-stdin REGISTRY",
+            exit_code=EX_USAGE,
+        )
+    if not password:
+        raise die("the password is empty", exit_code=EX_USAGE)
+    body = {
+        "registry": args.registry,
+        "username": username,
+        "password": password,
+        "tls_verify": args.tls_verify,
+    }
+    result = _api(paths, "POST", "/v1/auth/login", body)
+    _warn(result["warnings"])
+    print(f"Login Succeeded: {result['registry']} (for podman and bootc upgrade)")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace, paths: Paths) -> int:
+    result = _api(paths, "POST", "/v1/auth/logout", {"registry": args.registry})
+    if not result["removed_from"]:
+        raise die(f"not logged in to {result['registry']}", hint="bootlab auth status", exit_code=1)
+    print(f"Removed login credentials for {result['registry']}")
+    return 0
+
+
+def cmd_auth_status(args: argparse.Namespace, paths: Paths) -> int:
+    status = _api(paths, "GET", "/v1/auth")
+    if args.json:
+        _print_json(status)
+        return 0
+    yes_no = {True: "yes", False: "no"}
+    _table(
+        [
+            [e["registry"], e["username"] or "-", yes_no[e["podman"]], yes_no[e["bootc"]]]
+            for e in status["registries"]
+        ],
+        header=["REGISTRY", "USERNAME", "PODMAN", "BOOTC UPGRADE"],
+    )
+    if not status["registries"]:
+        print("not logged in to any registry (bootlab login REGISTRY)")
+    _warn(status["warnings"])
+    return 0
+
+
+def cmd_config_init(args: argparse.Namespace, paths: Paths) -> int:
+    result = _api(paths, "POST", "/v1/config/init", {"force": args.force})
+    if result["backup"]:
+        print(f"kept the old file as {result['backup']}")
+    print(f"wrote {result['path']} for {result['profile']}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace, paths: Paths) -> int:
+    view = _api(paths, "GET", "/v1/config")
+    if args.json:
+        _print_json(view)
+        return 0
+    import yaml  # noqa: PLC0415 - only here
+
+    print(f"# from: {', '.join(view['files']) or 'built-in defaults'}")
+    print(yaml.safe_dump(view["config"], sort_keys=False).rstrip())
+    return 0
+
+
+def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
+    workload = args.workload
+    if args.action == "status":
+        state = _api(paths, "GET", f"/v1/services/{workload}")
+    else:
+        state = _api(paths, "POST", f"/v1/services/{workload}/{args.action}")
+    if args.json:
+        _print_json(state)
+    else:
+        _table([_service_line(state)])
+    return 0
+
+
+def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
+    """The unit's ExecStart: preflight, GPU lock, READY, then exec the backend."""
+    from bootlab import config, journal, services, sysinfo, workloads  # noqa: PLC0415
+
+    failure = services.failure_file(paths, args.workload)
+    try:
+        gpus = sysinfo.probe(paths.state, paths.root).profile.gpu_count
+        plan = workloads.preflight(args.workload, config.load(paths), paths, gpus)
+        journal.notify(f"STATUS=starting {' '.join(plan.argv[:3])} ...")
+        fd = workloads.acquire_gpus(plan, paths)
+    except BootlabError as error:
+        from bootlab import files  # noqa: PLC0415
+
+        reason = {"error": error.message, "hint": error.hint, "code": error.exit_code}
+        files.write_atomic(failure, json.dumps(reason).encode(), 0o644)
+        raise
+    journal.notify("READY=1")
+    workloads.become(plan, fd)
+    return 0  # not reached: become() replaces this process
+
+
+def cmd_gpu_run(args: argparse.Namespace, paths: Paths) -> int:
+    """Run a command holding the GPU lock, so bootlab's services cannot start on top of it."""
+    from bootlab import gpu_lock  # noqa: PLC0415
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise die("no command to run", hint="bootlab gpu run -- COMMAND ...", exit_code=EX_USAGE)
+    gpu_lock.acquire(paths.gpu_lock, args.holder)
+    try:
+        os.execvp(command[0], command)  # noqa: S606 - the admin's own command, no shell
+    except OSError as error:
+        raise die(f"cannot run {command[0]}: {error.strerror}", exit_code=127) from None
+    return 0
+
+
+def cmd_gpu_cdi(args: argparse.Namespace, paths: Paths) -> int:
+    """Regenerate the NVIDIA CDI spec at boot (bootlab-nvidia-cdi.service)."""
+    from bootlab.run import run  # noqa: PLC0415
+
+    target = paths.root / "run/cdi/nvidia.yaml"
+    run(
+        ["nvidia-ctk", "cdi", "generate", f"--output={target}"],
+        capture=True,
+        timeout=120,
+        what="generating the NVIDIA CDI spec",
+    )
+    print(f"wrote {target}")
+    return 0
+
+
+def cmd_upgrade_check(args: argparse.Namespace, paths: Paths) -> int:
+    from bootlab import upgrade  # noqa: PLC0415
+
+    status = upgrade.check(paths)
+    if args.json:
+        _print_json(status.model_dump(mode="json"))
+    else:
+        print(status.message)
+    return 0 if status.available is not None else 1
+
+
+def cmd_completion(args: argparse.Namespace, paths: Paths) -> int:
+    from bootlab import completion  # noqa: PLC0415
+
+    print(completion.bash(build_parser()))
+    return 0
+
+
+# The parser ----------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +321,125 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bootlab {__version__}")
     parser.set_defaults(handler=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(
+        group: Any, name: str, handler: Command, help_text: str, *, json_output: bool = False
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        if json_output:
+            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sub
+
+    command(
+        commands, "status", cmd_status, "Services, GPU lock, registries, upgrades", json_output=True
+    )
+
+    login = command(
+        commands, "login", cmd_login, "Log in to a registry, for podman and bootc upgrade alike"
+    )
+    login.add_argument("registry", help="host[:port], e.g. quay.io")
+    login.add_argument("-u", "--username")
+    login.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (never from arguments)",
+    )
+    login.add_argument(
+        "--tls-verify",
+        type=_boolean,
+        default=True,
+        metavar="BOOL",
+        help="verify the registry's TLS certificate (default true)",
+    )
+    logout = command(commands, "logout", cmd_logout, "Forget a registry's credentials")
+    logout.add_argument("registry")
+
+    auth = commands.add_parser("auth", help="Registry credentials").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    command(auth, "status", cmd_auth_status, "Registries logged in to", json_output=True)
+
+    system = commands.add_parser("system", help="This machine").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    command(
+        system,
+        "info",
+        cmd_system_info,
+        "GPUs, CPU, memory, disk and hardware profile",
+        json_output=True,
+    )
+
+    config = commands.add_parser("config", help="Appliance settings").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    init = command(
+        config,
+        "init",
+        cmd_config_init,
+        "Write /etc/bootlab/config.yaml with defaults for this machine",
+    )
+    init.add_argument("--force", action="store_true", help="replace (and keep aside) the old file")
+    command(config, "show", cmd_config_show, "Settings in effect", json_output=True)
+
+    for workload in ("serve", "train"):
+        actions = commands.add_parser(
+            workload, help=f"The {workload} service (bootlab-{workload}.service)"
+        ).add_subparsers(metavar="ACTION", required=True)
+        for action, text in (
+            ("start", f"Start {workload} (stops {'train' if workload == 'serve' else 'serve'})"),
+            ("stop", f"Stop {workload}"),
+            ("status", f"State of {workload}"),
+        ):
+            sub = command(actions, action, cmd_service, text, json_output=True)
+            sub.set_defaults(workload=workload, action=action)
+        run = command(
+            actions,
+            "run",
+            cmd_workload_run,
+            f"Entrypoint of bootlab-{workload}.service (systemd runs it)",
+        )
+        run.set_defaults(workload=workload)
+
+    gpu = commands.add_parser("gpu", help="The GPU lock").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    gpu_run = command(
+        gpu,
+        "run",
+        cmd_gpu_run,
+        "Run a command holding the GPU lock (serve/train cannot start meanwhile)",
+    )
+    gpu_run.add_argument("--as", dest="holder", default="manual", help="name shown to others")
+    gpu_run.add_argument("command", nargs=argparse.REMAINDER)
+
+    command(gpu, "cdi", cmd_gpu_cdi, "Regenerate the NVIDIA CDI spec (run at boot)")
+
+    upgrade = commands.add_parser("upgrade", help="Image updates").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    command(
+        upgrade,
+        "check",
+        cmd_upgrade_check,
+        "Ask bootc whether an update is available (the informer timer runs this)",
+        json_output=True,
+    )
+
+    completion = command(commands, "completion", cmd_completion, "Shell completion script")
+    completion.add_argument("shell", choices=["bash"])
     return parser
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,10 +449,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.handler(args))
+        return int(args.handler(args, Paths.from_env()))
     except BootlabError as error:
         print(error.render(), file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

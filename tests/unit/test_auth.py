@@ -160,7 +160,8 @@ def test_auths_not_a_table(auth_file, raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["abc", "YWJj!ZA=x", base64.b64encode(b"\xff\xfe:x").decode()],
+    "value",
+    ["abc", "YWJj!ZA=x", base64.b64encode(b"\xff\xfe:x").decode()],
     ids=["bad-padding", "bad-character", "not-utf8"],
 )
 def test_bad_base64_names_registry_and_file(auth_file, value: str) -> None:
@@ -198,8 +199,14 @@ def test_credential_helper_placeholder_is_skipped(auth_file) -> None:
 def test_repr_hides_the_password() -> None:
     secret = "s3cr3t-Pa55"
     credentials = Credentials("robot", secret)
-    for text in (repr(credentials), str(credentials), f"{credentials}", f"{credentials!r}",
-                 repr([credentials]), repr({"c": credentials})):
+    for text in (
+        repr(credentials),
+        str(credentials),
+        f"{credentials}",
+        f"{credentials!r}",
+        repr([credentials]),
+        repr({"c": credentials}),
+    ):
         assert secret not in text
         assert "robot" in text
         assert "<hidden>" in text

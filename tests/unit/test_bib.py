@@ -29,8 +29,14 @@ USER_KEYS = {"name", "password", "key", "groups"}
 FILESYSTEM_KEYS = {"mountpoint", "minsize"}
 KERNEL_KEYS = {"append", "name"}
 BIB_DENIED_UNDER_VAR = (
-    "/var/home", "/var/lock", "/var/mail", "/var/mnt",
-    "/var/roothome", "/var/run", "/var/srv", "/var/usrlocal",
+    "/var/home",
+    "/var/lock",
+    "/var/mail",
+    "/var/mnt",
+    "/var/roothome",
+    "/var/run",
+    "/var/srv",
+    "/var/usrlocal",
 )
 
 

@@ -164,8 +164,12 @@ def test_render_is_deterministic_across_processes() -> None:
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "appliance")]),
         }
         result = subprocess.run(
-            [sys.executable, "-c", _DUMP], cwd=REPO_ROOT, env=env,
-            capture_output=True, text=True, check=True,
+            [sys.executable, "-c", _DUMP],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         digests.add(result.stdout.strip())
     assert len(digests) == 1

@@ -66,8 +66,23 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
     st.sampled_from(
-        ["nvidia", "none", "dnf", "apt", "xfs", "/usr/lib/x", "/var/x", "0644", "30 GiB",
-         "$6$salt$hash", "quay.io/org/name:tag", "iommu=pt", "1.0", "570.172.08", ""]
+        [
+            "nvidia",
+            "none",
+            "dnf",
+            "apt",
+            "xfs",
+            "/usr/lib/x",
+            "/var/x",
+            "0644",
+            "30 GiB",
+            "$6$salt$hash",
+            "quay.io/org/name:tag",
+            "iommu=pt",
+            "1.0",
+            "570.172.08",
+            "",
+        ]
     ),
 )
 trees = st.recursive(
@@ -107,9 +122,7 @@ def structured(draw: st.DrawFn) -> dict:
     return document
 
 
-free = st.fixed_dictionaries(
-    {}, optional={"default": scalars, "common": trees, "profiles": trees}
-)
+free = st.fixed_dictionaries({}, optional={"default": scalars, "common": trees, "profiles": trees})
 documents = st.one_of(trees, free, structured(), structured())
 
 
@@ -194,8 +207,12 @@ def _get(node: Any, path: tuple) -> Any:
 
 def _other_type(value: Any) -> st.SearchStrategy:
     options = {
-        bool: st.booleans(), int: st.integers(), float: st.floats(), str: st.text(max_size=20),
-        type(None): st.none(), list: st.lists(scalars, max_size=3),
+        bool: st.booleans(),
+        int: st.integers(),
+        float: st.floats(),
+        str: st.text(max_size=20),
+        type(None): st.none(),
+        list: st.lists(scalars, max_size=3),
         dict: st.dictionaries(keys, scalars, max_size=3),
     }
     return st.one_of([option for kind, option in options.items() if not isinstance(value, kind)])
@@ -246,4 +263,3 @@ def test_mutated_real_profiles(spec_path: Path, document: dict) -> None:
 def test_unmutated_real_spec_passes_the_same_check(spec_path: Path) -> None:
     check(spec_path, _dump(REAL))
     assert len(SpecFile.read(spec_path).profiles) == 4
-

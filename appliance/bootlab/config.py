@@ -1,0 +1,149 @@
+"""The appliance's settings: the image's defaults (/usr/share/bootlab/config.yaml) under the
+admin's file (/etc/bootlab/config.yaml), validated into one frozen `Config`.
+
+Errors name the file, line and key as written, and how to fix them, like the image spec."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from bootlab import files, yamlfile
+from bootlab.errors import die
+from bootlab.paths import Paths
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+GpuCount = int | Literal["auto"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Serve(_Section):
+    """What `bootlab-serve.service` runs."""
+
+    backend: Literal["auto", "vllm", "llama-cpp"] = Field(
+        "auto", description="auto: vLLM where GPUs are, llama.cpp on CPU-only hosts."
+    )
+    model: Name | None = Field(None, description="A model in the store (`bootlab models`).")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    gpus: GpuCount = Field("auto", description="GPUs to shard across (tensor parallel).")
+    extra_args: tuple[str, ...] = Field((), description="Passed to the backend as they are.")
+
+
+class Train(_Section):
+    """What `bootlab-train.service` runs."""
+
+    model: Name | None = Field(None, description="The student model, from the store.")
+    data: Name | None = Field(None, description="The training dataset, from the store.")
+    gpus: GpuCount = "auto"
+
+
+class Config(_Section):
+    serve: Serve = Serve()
+    train: Train = Train()
+
+
+_KNOWN_KEYS = sorted(
+    {"serve", "train", *Serve.model_fields, *Train.model_fields},
+)
+
+
+def load(paths: Paths) -> Config:
+    """Defaults from the image, then the admin's file; a missing file is no error."""
+    layers = [
+        (path, located)
+        for path in (paths.defaults_file, paths.config_file)
+        if (located := yamlfile.read_yaml(path, hint=f"fix or remove {path}")) is not None
+    ]
+    merged: dict[str, Any] = {}
+    for path, located in layers:
+        if not isinstance(located.data, dict):
+            raise die(f"{path}:1: the config must be a mapping of settings", hint=_SHOW_HINT)
+        merged = yamlfile.deep_merge(merged, located.data)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as error:
+        raise _explain(error, merged, layers) from None
+
+
+_SHOW_HINT = "`bootlab config show --defaults` prints every setting with its default"
+
+
+def _explain(
+    error: ValidationError, merged: Any, layers: list[tuple[Path, yamlfile.Located]]
+) -> Exception:
+    problems = []
+    for item in error.errors():
+        key_path = yamlfile.data_path(item["loc"], merged)
+        where = _where(key_path, layers)
+        dotted = ".".join(str(part) for part in key_path)
+        if item["type"] == "extra_forbidden":
+            guess = difflib.get_close_matches(str(key_path[-1]), _KNOWN_KEYS, n=1)
+            problems.append(
+                f"{where}: {dotted}: unknown setting"
+                + (f" (did you mean '{guess[0]}'?)" if guess else "")
+            )
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}: {dotted}: {message}")
+    return die("\n  ".join(problems), hint=_SHOW_HINT)
+
+
+def _where(key_path: yamlfile.KeyPath, layers: list[tuple[Path, yamlfile.Located]]) -> str:
+    """The last file that set the key (the admin's file wins), with the line."""
+    for depth in range(len(key_path), -1, -1):
+        for path, located in reversed(layers):
+            line = located.lines.get(key_path[:depth])
+            if line is not None:
+                return f"{path}:{line}"
+    return str(layers[-1][0]) if layers else "config"
+
+
+def initial_text(gpu_count: int, profile_name: str) -> str:
+    """The admin's first config file: defaults chosen for this machine, every key explained."""
+    backend = "vllm" if gpu_count else "llama-cpp"
+    gpus = gpu_count or "auto"
+    return f"""\
+# bootlab appliance settings, written by `bootlab config init` for: {profile_name}
+# The image's defaults are in /usr/share/bootlab/config.yaml; what is set here wins.
+# `bootlab config show` prints the settings in effect.
+
+serve:
+  # vllm on GPUs; llama-cpp serves GGUF models on CPU.
+  backend: {backend}
+  # A model from the store (`bootlab models`); serving refuses to start without one.
+  model: null
+  host: 127.0.0.1
+  port: 8000
+  gpus: {gpus}
+  extra_args: []
+
+train:
+  model: null
+  data: null
+  gpus: {gpus}
+"""
+
+
+def write_initial(paths: Paths, text: str, *, force: bool) -> Path | None:
+    """Write the admin's file atomically; an existing one is kept unless `force`, and then
+    saved aside first. Returns where the old file went."""
+    target = paths.config_file
+    backup = None
+    if target.exists():
+        if not force:
+            raise die(
+                f"{target} already exists",
+                hint="edit it, or run `bootlab config init --force` (the old file is kept aside)",
+                exit_code=3,
+            )
+        backup = files.keep_aside(target, "bak")
+    files.write_atomic(target, text.encode(), 0o644)
+    load(paths)  # what we wrote must load; a failure here is a bug worth seeing
+    return backup

@@ -1,0 +1,238 @@
+"""What the API does: one table of routes, each a method, a path, the body it takes, the body
+it answers and a handler. The server dispatches from it and the OpenAPI schema is made
+from it, so the two cannot drift apart."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from pydantic import BaseModel
+
+from bootlab import __version__, auth, config, gpu_lock, registry, services, sysinfo, upgrade
+from bootlab.api import (
+    AuthEntry,
+    AuthStatus,
+    ConfigInitRequest,
+    ConfigInitResponse,
+    ConfigView,
+    LoginRequest,
+    LoginResponse,
+    LogoutRequest,
+    LogoutResponse,
+    ServiceState,
+    Status,
+)
+from bootlab.errors import BootlabError
+from bootlab.paths import Paths
+
+
+@dataclass
+class Context:
+    paths: Paths
+    # GPUs do not come and go while the machine runs: probe once, when first needed.
+    _profile: sysinfo.HardwareProfile | None = None
+    _probe_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def profile(self) -> sysinfo.HardwareProfile:
+        with self._probe_lock:
+            if self._profile is None:
+                self._profile = sysinfo.probe(self.paths.state, self.paths.root).profile
+            return self._profile
+
+
+Handler = Callable[[Context, dict[str, str], Any], BaseModel]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # with {name} parameters
+    summary: str
+    handler: Handler
+    response: type[BaseModel]
+    body: type[BaseModel] | None = None
+    parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → allowed
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+
+def _service_state(workload: services.Workload) -> ServiceState:
+    unit = services.state(workload)
+    return _as_model(workload, unit)
+
+
+def _as_model(workload: services.Workload, unit: services.UnitState) -> ServiceState:
+    return ServiceState(
+        workload=workload,
+        unit=unit.unit,
+        active=unit.active,
+        sub=unit.sub,
+        main_pid=unit.main_pid,
+        result=unit.result,
+        since=unit.since_us / 1e6 if unit.since_us else None,
+    )
+
+
+def get_status(context: Context, _: dict[str, str], __: None) -> Status:
+    warnings: list[str] = []
+    config_error = None
+    try:
+        config.load(context.paths)
+    except BootlabError as error:
+        config_error = error.message
+    entries, auth_warnings = auth.stored(context.paths)
+    warnings += auth_warnings
+    holder = gpu_lock.holder(context.paths.gpu_lock)
+    states = []
+    for workload in services.WORKLOADS:
+        try:
+            states.append(_service_state(workload))
+        except BootlabError as error:
+            warnings.append(error.message)
+    return Status(
+        version=__version__,
+        hostname=socket.gethostname(),
+        profile=context.profile().name,
+        services=states,
+        gpu_holder=f"{holder.name} (pid {holder.pid})" if holder else None,
+        registries=[entry.registry for entry in entries],
+        upgrade=upgrade.last(context.paths),
+        config_error=config_error,
+        warnings=warnings,
+    )
+
+
+def get_system_info(context: Context, _: dict[str, str], __: None) -> sysinfo.SystemInfo:
+    return sysinfo.probe(context.paths.state, context.paths.root)
+
+
+def get_auth(context: Context, _: dict[str, str], __: None) -> AuthStatus:
+    entries, warnings = auth.stored(context.paths)
+    return AuthStatus(
+        registries=[
+            AuthEntry(registry=e.registry, username=e.username, podman=e.podman, bootc=e.bootc)
+            for e in entries
+        ],
+        warnings=warnings,
+    )
+
+
+def post_login(context: Context, _: dict[str, str], body: LoginRequest) -> LoginResponse:
+    name = registry.normalize_registry(body.registry)
+    credentials = auth.Credentials(body.username, body.password.get_secret_value())
+    result = registry.check_login(name, credentials, tls_verify=body.tls_verify)
+    warnings = auth.store(context.paths, name, credentials)
+    if result.anonymous:
+        warnings.append(f"{name} lets anyone in: the credentials were saved but not checked")
+    files = [str(context.paths.containers_auth), str(context.paths.ostree_auth)]
+    return LoginResponse(registry=name, anonymous=result.anonymous, files=files, warnings=warnings)
+
+
+def post_logout(context: Context, _: dict[str, str], body: LogoutRequest) -> LogoutResponse:
+    name = registry.normalize_registry(body.registry)
+    removed = auth.remove(context.paths, name)
+    return LogoutResponse(registry=name, removed_from=[str(path) for path in removed])
+
+
+def get_config(context: Context, _: dict[str, str], __: None) -> ConfigView:
+    paths = context.paths
+    files = [str(p) for p in (paths.defaults_file, paths.config_file) if p.exists()]
+    return ConfigView(config=config.load(paths), files=files)
+
+
+def post_config_init(
+    context: Context, _: dict[str, str], body: ConfigInitRequest
+) -> ConfigInitResponse:
+    profile = context.profile()
+    text = config.initial_text(profile.gpu_count, profile.name)
+    backup = config.write_initial(context.paths, text, force=body.force)
+    return ConfigInitResponse(
+        path=str(context.paths.config_file),
+        backup=str(backup) if backup else None,
+        profile=profile.name,
+    )
+
+
+def get_service(_: Context, params: dict[str, str], __: None) -> ServiceState:
+    return _service_state(cast(services.Workload, params["workload"]))
+
+
+def post_service_start(context: Context, params: dict[str, str], _: None) -> ServiceState:
+    workload = cast(services.Workload, params["workload"])
+    return _as_model(workload, services.start(workload, context.paths))
+
+
+def post_service_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
+    workload = cast(services.Workload, params["workload"])
+    return _as_model(workload, services.stop(workload))
+
+
+_WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(services.WORKLOADS)}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/status", "Appliance status at a glance", get_status, Status),
+    Route(
+        "GET",
+        "/v1/system/info",
+        "Hardware: GPUs, CPU, memory, disk",
+        get_system_info,
+        sysinfo.SystemInfo,
+    ),
+    Route("GET", "/v1/auth", "Registries logged in to (never secrets)", get_auth, AuthStatus),
+    Route(
+        "POST",
+        "/v1/auth/login",
+        "Check credentials, then store them for podman and bootc",
+        post_login,
+        LoginResponse,
+        LoginRequest,
+    ),
+    Route(
+        "POST",
+        "/v1/auth/logout",
+        "Forget a registry's credentials",
+        post_logout,
+        LogoutResponse,
+        LogoutRequest,
+    ),
+    Route("GET", "/v1/config", "Settings in effect", get_config, ConfigView),
+    Route(
+        "POST",
+        "/v1/config/init",
+        "Write /etc/bootlab/config.yaml for this machine",
+        post_config_init,
+        ConfigInitResponse,
+        ConfigInitRequest,
+    ),
+    Route(
+        "GET",
+        "/v1/services/{workload}",
+        "State of the serve or train service",
+        get_service,
+        ServiceState,
+        parameters=_WORKLOAD,
+    ),
+    Route(
+        "POST",
+        "/v1/services/{workload}/start",
+        "Start serve or train (stops the other)",
+        post_service_start,
+        ServiceState,
+        parameters=_WORKLOAD,
+    ),
+    Route(
+        "POST",
+        "/v1/services/{workload}/stop",
+        "Stop serve or train",
+        post_service_stop,
+        ServiceState,
+        parameters=_WORKLOAD,
+    ),
+)

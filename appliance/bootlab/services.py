@@ -1,0 +1,104 @@
+"""The serve and train workloads as systemd services: their state, start and stop.
+
+systemd is the one authority: the units conflict with each other, and the daemon only asks
+systemctl, so `systemctl start bootlab-train` by hand and the API behave the same."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bootlab.errors import die
+from bootlab.paths import Paths
+from bootlab.run import run
+
+Workload = Literal["serve", "train"]
+WORKLOADS: tuple[Workload, ...] = ("serve", "train")
+TIMEOUT_S = 120.0
+
+# Start and stop requests through the API take turns: the last request wins, and systemd's
+# Conflicts= guarantees that never both run, whatever the order of concurrent requests.
+_serialized = threading.Lock()
+
+
+def unit_of(workload: Workload) -> str:
+    return f"bootlab-{workload}.service"
+
+
+@dataclass(frozen=True)
+class UnitState:
+    unit: str
+    active: str  # systemd's ActiveState: active, inactive, failed, activating, deactivating
+    sub: str
+    main_pid: int
+    result: str  # success, exit-code, ... (why it last stopped)
+    since_us: int  # when it entered its current state, µs since the epoch (0: never)
+
+
+_PROPERTIES = ("ActiveState", "SubState", "MainPID", "Result", "StateChangeTimestamp")
+
+
+def state(workload: Workload) -> UnitState:
+    unit = unit_of(workload)
+    text = run(
+        [
+            "systemctl",
+            "show",
+            "--timestamp=unix",
+            *(f"--property={name}" for name in _PROPERTIES),
+            unit,
+        ],
+        capture=True,
+        timeout=TIMEOUT_S,
+        what=f"asking systemd about {unit}",
+    ).stdout.decode()
+    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    stamp = values.get("StateChangeTimestamp", "").lstrip("@")
+    return UnitState(
+        unit=unit,
+        active=values.get("ActiveState", "unknown"),
+        sub=values.get("SubState", "unknown"),
+        main_pid=int(values.get("MainPID") or 0),
+        result=values.get("Result", ""),
+        since_us=int(float(stamp) * 1_000_000) if stamp else 0,
+    )
+
+
+def failure_file(paths: Paths, workload: Workload) -> Path:
+    """Where the entrypoint leaves why it refused to start (its preflight error)."""
+    return paths.runtime / f"{workload}.failure.json"
+
+
+def start(workload: Workload, paths: Paths) -> UnitState:
+    """Start the workload's unit; systemd stops the other one first (Conflicts=). The unit
+    is Type=notify and its entrypoint says READY only after preflight, so a refusal comes
+    back here, and its reason with it."""
+    unit = unit_of(workload)
+    failure = failure_file(paths, workload)
+    with _serialized:
+        failure.unlink(missing_ok=True)
+        result = run(["systemctl", "start", unit], capture=True, check=False, timeout=TIMEOUT_S)
+    if result.returncode != 0:
+        try:
+            reason = json.loads(failure.read_bytes())
+            error = die(str(reason["error"]), reason.get("hint"), int(reason["code"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            error = None
+        if error is not None:
+            raise error
+        raise die(
+            f"{unit} failed to start",
+            hint=f"see why: journalctl -u {unit} -n 50 (or bootlab {workload} status)",
+            exit_code=3,
+        )
+    return state(workload)
+
+
+def stop(workload: Workload) -> UnitState:
+    unit = unit_of(workload)
+    with _serialized:
+        run(["systemctl", "stop", unit], capture=True, timeout=TIMEOUT_S, what=f"stopping {unit}")
+    return state(workload)

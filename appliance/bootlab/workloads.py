@@ -1,0 +1,132 @@
+"""The entrypoints `bootlab-serve.service` and `bootlab-train.service` run: preflight (config,
+model present, backend installed), then the GPU lock, then the workload itself.
+
+The daemon runs the same preflight before asking systemd to start a unit, so a missing model
+is one clear error to the admin rather than a failed unit to dig out of the journal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootlab import gpu_lock
+from bootlab.config import Config
+from bootlab.errors import die
+from bootlab.paths import Paths
+from bootlab.services import Workload
+
+# Exit code for "not configured": the units list it in RestartPreventExitStatus=, so systemd
+# does not restart a service that cannot work until the admin acts (sysexits EX_CONFIG).
+EX_CONFIG = 78
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What preflight found: the command to run, holding the GPU lock."""
+
+    workload: Workload
+    argv: tuple[str, ...]
+
+
+def _in_store(paths: Paths, kind: str, name: str | None, setting: str) -> Path:
+    if name is None:
+        raise die(
+            f"nothing to {kind}: {setting} is not set in {paths.config_file}",
+            hint=f"pull a model with `bootlab pull`, then set {setting} "
+            "(`bootlab config init` writes a starting file)",
+            exit_code=EX_CONFIG,
+        )
+    location = paths.models / name
+    if not location.exists():
+        raise die(
+            f"{setting} names '{name}', which is not in the model store ({location})",
+            hint=f"pull it (`bootlab pull ...`) or fix {setting} in {paths.config_file}",
+            exit_code=EX_CONFIG,
+        )
+    return location
+
+
+def _ml_module(paths: Paths, module: str, backend: str) -> str:
+    """The ML venv's Python, when `module` is installed in it."""
+    python = paths.ml_venv / "bin" / "python"
+    packages = list((paths.ml_venv / "lib").glob(f"python3*/site-packages/{module}/__init__.py"))
+    if not python.exists() or not packages:
+        raise die(
+            f"backend {backend} is not installed in this image ({paths.ml_venv})",
+            hint="choose another backend in serve.backend, or use an image profile that ships it",
+            exit_code=EX_CONFIG,
+        )
+    return str(python)
+
+
+def preflight(workload: Workload, config: Config, paths: Paths, gpu_count: int) -> Plan:
+    if workload == "serve":
+        return _serve_plan(config, paths, gpu_count)
+    return _train_plan(config, paths)
+
+
+def _serve_plan(config: Config, paths: Paths, gpu_count: int) -> Plan:
+    serve = config.serve
+    model = _in_store(paths, "serve", serve.model, "serve.model")
+    backend = serve.backend
+    if backend == "auto":
+        backend = "vllm" if gpu_count else "llama-cpp"
+    endpoint = ("--host", serve.host, "--port", str(serve.port))
+    if backend == "vllm":
+        python = _ml_module(paths, "vllm", backend)
+        gpus = gpu_count if serve.gpus == "auto" else serve.gpus
+        argv = (
+            python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model),
+            "--served-model-name",
+            model.name,
+            *endpoint,
+            *(("--tensor-parallel-size", str(gpus)) if gpus > 1 else ()),
+        )
+    else:
+        python = _ml_module(paths, "llama_cpp", backend)
+        ggufs = sorted(model.glob("*.gguf")) if model.is_dir() else [model]
+        if not ggufs or ggufs[0].suffix != ".gguf":
+            raise die(
+                f"llama-cpp serves GGUF files, and model '{model.name}' has none",
+                hint="pull a GGUF build of the model, or set serve.backend: vllm",
+                exit_code=EX_CONFIG,
+            )
+        argv = (python, "-m", "llama_cpp.server", "--model", str(ggufs[0]), *endpoint)
+    return Plan("serve", (*argv, *serve.extra_args))
+
+
+def _train_plan(config: Config, paths: Paths) -> Plan:
+    train = config.train
+    _in_store(paths, "train", train.model, "train.model")
+    if train.data is None:
+        raise die(
+            f"no training data: train.data is not set in {paths.config_file}",
+            hint="generate data (`bootlab data generate`) and set train.data",
+            exit_code=EX_CONFIG,
+        )
+    _ml_module(paths, "torch", "training")
+    raise die(
+        "this image has no training backend yet",
+        hint="use an image built with the training stack",
+        exit_code=EX_CONFIG,
+    )
+
+
+def acquire_gpus(plan: Plan, paths: Paths) -> int:
+    """The GPU lock for the workload; refuses, naming the holder, when it is taken."""
+    return gpu_lock.acquire(paths.gpu_lock, plan.workload)
+
+
+def become(plan: Plan, lock: int) -> None:
+    """Become the workload: the lock's descriptor survives the exec, so the backend holds it
+    until it exits, and systemd's MainPID is the backend itself."""
+    os.set_inheritable(lock, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(plan.argv[0], list(plan.argv))  # noqa: S606 - argv from preflight, no shell
