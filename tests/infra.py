@@ -129,3 +129,69 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+@dataclass(frozen=True)
+class Booted:
+    """A container of the image with systemd as PID 1."""
+
+    name: str
+
+    def exec(
+        self, *argv: str, input_text: str | None = None, user: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        prefix = ["podman", "exec", "-i", *(["--user", user] if user else []), self.name]
+        result = subprocess.run(
+            [*prefix, *argv],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            env=podman_env(),
+            check=False,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def write(self, path: str, text: str) -> None:
+        self.exec(
+            "sh", "-c", f"mkdir -p \"$(dirname '{path}')\" && cat > '{path}'", input_text=text
+        )
+
+
+def boot(image: str, name: str, timeout_s: float = 120) -> Booted:
+    """`podman run --systemd=always`, then wait until systemd says the boot is over."""
+    sh("podman", "rm", "-f", name, check=False)
+    sh(
+        "podman",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--systemd=always",
+        "--network=host",
+        image,
+        "/sbin/init",
+    )
+    booted = Booted(name)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = booted.exec("systemctl", "is-system-running", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return booted
+        time.sleep(0.5)
+    logs = sh("podman", "logs", name, check=False).stdout[-3000:]
+    sh("podman", "rm", "-f", name, check=False)
+    pytest.fail(f"{image} did not finish booting in {timeout_s}s:\n{logs}")
+
+
+@pytest.fixture(scope="session")
+def booted(dev_image: str) -> Iterator[Booted]:
+    """The dev image booted under systemd, shared by the system tier."""
+    require_tools("podman")
+    machine = boot(dev_image, f"bootlab-system-{os.getpid()}")
+    try:
+        yield machine
+    finally:
+        sh("podman", "rm", "-f", "-t", "5", machine.name, check=False)

@@ -248,7 +248,7 @@ def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
 
     failure = services.failure_file(paths, args.workload)
     try:
-        gpus = sysinfo.probe(paths.state, paths.root).profile.gpu_count
+        gpus = sysinfo.probe(paths.state).profile.gpu_count
         plan = workloads.preflight(args.workload, config.load(paths), paths, gpus)
         journal.notify(f"STATUS=starting {' '.join(plan.argv[:3])} ...")
         fd = workloads.acquire_gpus(plan, paths)

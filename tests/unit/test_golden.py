@@ -5,6 +5,8 @@ One folder per profile (like RamaLama's test_quadlet):
     tests/golden/<profile>/Containerfile
     tests/golden/<profile>/overlay/<path under />
     tests/golden/<profile>/bib-<type>.toml
+    tests/golden/<profile>/units.txt   (what systemd sees: each unit with its drop-ins,
+                                        like `systemctl cat`, and what is enabled)
 
 After an intended change to the spec or the templates, regenerate and review the diff:
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from image.render import render, render_bib_config
+from image.render import UNITS_DIR, enabled_units, render, render_bib_config
 from image.spec import DEFAULT_SPEC, SpecFile
 
 pytestmark = pytest.mark.unit
@@ -107,6 +109,32 @@ def test_bib_config(profile: str, disk_type: str) -> None:
     assert_golden(GOLDEN / profile / f"bib-{disk_type}.toml", render_bib_config(spec, disk_type))
 
 
+def units_view(profile: str) -> str:
+    """Every shipped unit as the image's systemd reads it: the file, then its drop-ins from
+    the spec's overlay; then sysusers/tmpfiles; then the units enabled at boot."""
+    spec, rendered = _rendered(profile)
+    parts = []
+    for unit in sorted(path for path in UNITS_DIR.rglob("*") if path.is_file()):
+        relative = unit.relative_to(UNITS_DIR)
+        target = (
+            f"/usr/lib/{relative}"
+            if len(relative.parts) > 1
+            else f"/usr/lib/systemd/system/{relative}"
+        )
+        parts.append(f"# {target}\n{unit.read_text(encoding='utf-8')}")
+        prefix = f"usr/lib/systemd/system/{relative}.d/"
+        for path, text in sorted(rendered.overlay.items()):
+            if path.startswith(prefix):
+                parts.append(f"# /{path}\n{text}")
+    parts.append("# enabled at boot\n" + "".join(f"{u}\n" for u in enabled_units(spec)))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_units(profile: str) -> None:
+    assert_golden(GOLDEN / profile / "units.txt", units_view(profile))
+
+
 def test_no_stale_golden_files() -> None:
     """Every folder is a profile and holds only what the tests above compare."""
     if updating():
@@ -115,7 +143,9 @@ def test_no_stale_golden_files() -> None:
                 shutil.rmtree(folder)
     folders = {path.name for path in GOLDEN.iterdir() if path.is_dir()}
     assert folders == set(PROFILES), f"golden folders without a profile: {folders - set(PROFILES)}"
-    expected_top = {"Containerfile", "overlay"} | {f"bib-{kind}.toml" for kind in BIB_TYPES}
+    expected_top = {"Containerfile", "overlay", "units.txt"} | {
+        f"bib-{kind}.toml" for kind in BIB_TYPES
+    }
     for profile in PROFILES:
         present = {path.name for path in (GOLDEN / profile).iterdir()}
         assert present <= expected_top, f"unexpected golden files: {present - expected_top}"
@@ -138,7 +168,7 @@ def test_render_is_deterministic(profile: str) -> None:
 
 _DUMP = """
 import hashlib, sys
-from image.render import render, render_bib_config
+from image.render import UNITS_DIR, enabled_units, render, render_bib_config
 from image.spec import SpecFile
 spec_file = SpecFile.read()
 digest = hashlib.sha256()

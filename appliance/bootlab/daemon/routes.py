@@ -41,7 +41,7 @@ class Context:
     def profile(self) -> sysinfo.HardwareProfile:
         with self._probe_lock:
             if self._profile is None:
-                self._profile = sysinfo.probe(self.paths.state, self.paths.root).profile
+                self._profile = sysinfo.probe(self.paths.state).profile
             return self._profile
 
 
@@ -110,7 +110,7 @@ def get_status(context: Context, _: dict[str, str], __: None) -> Status:
 
 
 def get_system_info(context: Context, _: dict[str, str], __: None) -> sysinfo.SystemInfo:
-    return sysinfo.probe(context.paths.state, context.paths.root)
+    return sysinfo.probe(context.paths.state)
 
 
 def get_auth(context: Context, _: dict[str, str], __: None) -> AuthStatus:

@@ -1,0 +1,3 @@
+"""System tier: the dev image booted with systemd as PID 1 (podman --systemd=always)."""
+
+from infra import booted, dev_image, registry  # noqa: F401 - fixtures for this tier

@@ -1,0 +1,284 @@
+"""The appliance booted for real: systemd as PID 1, the API socket, registry login for podman
+and bootc, and serve/train that never run together."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from infra import REPO_ROOT, Booted, Registry, sh
+
+pytestmark = pytest.mark.system
+
+OUR_UNITS = sorted(path.name for path in (REPO_ROOT / "units").iterdir() if path.is_file())
+
+
+def status(machine: Booted) -> dict[str, object]:
+    result = machine.exec("bootlab", "status", "--json")
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_boots_to_running_without_failed_units(booted: Booted) -> None:
+    state = booted.exec("systemctl", "is-system-running", check=False).stdout.strip()
+    failed = booted.exec("systemctl", "--failed", "--no-legend", "--plain").stdout
+    assert state == "running", failed
+    assert booted.exec("systemctl", "is-active", "bootlabd.socket").stdout.strip() == "active"
+    assert booted.exec("systemctl", "is-enabled", "bootlab-upgrade-informer.timer").returncode == 0
+
+
+def test_units_verify_clean(booted: Booted) -> None:
+    paths = [f"/usr/lib/systemd/system/{unit}" for unit in OUR_UNITS]
+    result = booted.exec("systemd-analyze", "verify", *paths, check=False)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_status_answers_through_the_socket(booted: Booted) -> None:
+    document = status(booted)
+    assert document["profile"] == "CPU only"
+    workloads = {s["workload"]: s for s in document["services"]}  # type: ignore[attr-defined]
+    assert set(workloads) == {"serve", "train"}
+    assert workloads["serve"]["unit"] == "bootlab-serve.service"
+    # Socket activation started the daemon, which said READY.
+    assert booted.exec("systemctl", "is-active", "bootlabd.service").stdout.strip() == "active"
+    socket_mode = booted.exec("stat", "-c", "%a %U %G", "/run/bootlab/bootlab.sock").stdout
+    assert socket_mode.split() == ["660", "root", "bootlab"]
+
+
+def test_non_admin_is_refused_and_group_member_is_not(booted: Booted) -> None:
+    booted.exec("sh", "-c", "id alice || useradd --create-home alice")
+    booted.exec("sh", "-c", "id bob || useradd --create-home --groups bootlab bob")
+    refused = booted.exec("bootlab", "status", user="alice", check=False)
+    assert refused.returncode == 77, refused.stderr
+    assert "permission denied" in refused.stderr and "bootlab" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    allowed = booted.exec("bootlab", "status", "--json", user="bob", check=False)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def _login(machine: Booted, registry: Registry, password: str) -> object:
+    return machine.exec(
+        "bootlab",
+        "login",
+        "--tls-verify=false",
+        "--password-stdin",
+        "-u",
+        registry.username,
+        registry.host,
+        input_text=password + "\n",
+        check=False,
+    )
+
+
+def test_login_serves_podman_and_bootc_and_never_leaks(booted: Booted, registry: Registry) -> None:
+    # Something to pull: a tiny image pushed with the registry's credentials.
+    sh(
+        "podman",
+        "build",
+        "-t",
+        f"{registry.host}/probe:1",
+        "-f",
+        "-",
+        ".",
+        input="FROM scratch\nLABEL probe=1\n",
+        cwd="/tmp",
+    )
+    sh(
+        "podman",
+        "push",
+        "--tls-verify=false",
+        f"--creds={registry.username}:{registry.password}",
+        f"{registry.host}/probe:1",
+    )
+    files = ("/root/.config/containers/auth.json", "/etc/ostree/auth.json")
+    before = booted.exec("sh", "-c", f"cat {' '.join(files)} 2>/dev/null", check=False).stdout
+
+    wrong = _login(booted, registry, "not-the-password")
+    assert wrong.returncode == 4, wrong.stderr  # type: ignore[attr-defined]
+    assert "refused the username or password" in wrong.stderr  # type: ignore[attr-defined]
+    after = booted.exec("sh", "-c", f"cat {' '.join(files)} 2>/dev/null", check=False).stdout
+    assert after == before, "a refused login changed the auth files"
+
+    good = _login(booted, registry, registry.password)
+    assert good.returncode == 0, good.stderr  # type: ignore[attr-defined]
+    for path in files:
+        assert booted.exec("stat", "-c", "%a", path).stdout.strip() == "600"
+        document = json.loads(booted.exec("cat", path).stdout)
+        assert registry.host in document["auths"]
+    inspected = booted.exec(
+        "skopeo", "inspect", "--tls-verify=false", f"docker://{registry.host}/probe:1"
+    )
+    assert json.loads(inspected.stdout)["Labels"]["probe"] == "1"
+    # bootc reads only /etc/ostree/auth.json: prove that file alone authenticates.
+    alone = booted.exec(
+        "skopeo",
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        "/etc/ostree/auth.json",
+        f"docker://{registry.host}/probe:1",
+    )
+    assert json.loads(alone.stdout)["Labels"]["probe"] == "1"
+
+    listed = json.loads(booted.exec("bootlab", "auth", "status", "--json").stdout)
+    entry = next(e for e in listed["registries"] if e["registry"] == registry.host)
+    assert entry == {
+        "registry": registry.host,
+        "username": registry.username,
+        "podman": True,
+        "bootc": True,
+    }
+
+    journal = booted.exec("journalctl", "-o", "export", "--no-pager").stdout
+    processes = booted.exec("ps", "-eo", "args").stdout
+    logs = booted.exec(
+        "sh", "-c", "cat /var/log/*.log /var/lib/bootlab/* 2>/dev/null", check=False
+    ).stdout
+    for where, text in (("journal", journal), ("process list", processes), ("logs", logs)):
+        assert registry.password not in text, f"the password reached the {where}"
+        assert "not-the-password" not in text, f"a wrong password reached the {where}"
+
+    out = booted.exec("bootlab", "logout", registry.host)
+    assert "Removed" in out.stdout
+    for path in files:
+        assert registry.host not in json.loads(booted.exec("cat", path).stdout)["auths"]
+    again = booted.exec("bootlab", "logout", registry.host, check=False)
+    assert again.returncode == 1 and "not logged in" in again.stderr
+
+
+def test_login_errors_are_clear(booted: Booted) -> None:
+    down = booted.exec(
+        "bootlab",
+        "login",
+        "--password-stdin",
+        "-u",
+        "x",
+        "--tls-verify=false",
+        "127.0.0.1:9",
+        input_text="pw\n",
+        check=False,
+    )
+    assert down.returncode == 5 and "not reachable" in down.stderr, down.stderr
+    bad = booted.exec(
+        "bootlab",
+        "login",
+        "--password-stdin",
+        "-u",
+        "x",
+        "not a registry!",
+        input_text="pw\n",
+        check=False,
+    )
+    assert bad.returncode == 2 and "not a registry name" in bad.stderr, bad.stderr
+    for result in (down, bad):
+        assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_clearly_when_nothing_is_configured(booted: Booted) -> None:
+    booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
+    result = booted.exec("bootlab", "serve", "start", check=False)
+    assert result.returncode == 78, result.stderr
+    assert "serve.model is not set" in result.stderr and "hint:" in result.stderr
+    journal = booted.exec("journalctl", "-u", "bootlab-serve", "--no-pager", "-o", "cat").stdout
+    assert "serve.model is not set" in journal
+    booted.exec("systemctl", "reset-failed", "bootlab-serve.service")
+
+
+def test_config_init_show_and_errors(booted: Booted) -> None:
+    booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
+    booted.exec("bootlab", "config", "init")
+    shown = json.loads(booted.exec("bootlab", "config", "show", "--json").stdout)
+    assert shown["config"]["serve"]["backend"] == "llama-cpp"  # CPU only
+    again = booted.exec("bootlab", "config", "init", check=False)
+    assert again.returncode == 3 and "already exists" in again.stderr
+    booted.write("/etc/bootlab/config.yaml", "serve:\n  port: 99999\n  modle: x\n")
+    broken = booted.exec("bootlab", "config", "show", check=False)
+    assert broken.returncode == 1
+    assert "/etc/bootlab/config.yaml:2: serve.port" in broken.stderr, broken.stderr
+    assert "did you mean 'model'" in broken.stderr
+    assert status(booted)["config_error"]
+    booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
+
+
+def _hold_gpus_instead_of_backend(machine: Booted) -> None:
+    """The dev image has no vLLM or llama.cpp: the units run a real GPU-lock holder instead,
+    so Conflicts= and the lock are what is tested."""
+    for workload in ("serve", "train"):
+        machine.write(
+            f"/run/systemd/system/bootlab-{workload}.service.d/test.conf",
+            textwrap.dedent(f"""\
+                [Service]
+                Type=exec
+                ExecStart=
+                ExecStart=/usr/bin/bootlab gpu run --as {workload} -- sleep infinity
+                """),
+        )
+    machine.exec("systemctl", "daemon-reload")
+
+
+def _active(machine: Booted, unit: str) -> bool:
+    return machine.exec("systemctl", "is-active", unit, check=False).stdout.strip() == "active"
+
+
+def test_serve_then_train_leaves_only_train(booted: Booted) -> None:
+    _hold_gpus_instead_of_backend(booted)
+    booted.exec("systemctl", "start", "bootlab-serve")
+    assert _active(booted, "bootlab-serve") and not _active(booted, "bootlab-train")
+    assert status(booted)["gpu_holder"].startswith("serve")  # type: ignore[union-attr]
+    booted.exec("systemctl", "start", "bootlab-train")
+    assert _active(booted, "bootlab-train") and not _active(booted, "bootlab-serve")
+    assert status(booted)["gpu_holder"].startswith("train")  # type: ignore[union-attr]
+    # Something outside systemd cannot take the GPUs meanwhile.
+    outside = booted.exec("bootlab", "gpu", "run", "--", "true", check=False)
+    assert outside.returncode == 75 and "in use by train" in outside.stderr
+    booted.exec("systemctl", "stop", "bootlab-train")
+
+
+CONCURRENT = """
+import concurrent.futures, json, subprocess, threading, time
+from pathlib import Path
+from bootlab import client
+from bootlab.errors import BootlabError
+
+socket = Path("/run/bootlab/bootlab.sock")
+both = []
+done = threading.Event()
+
+def watch():
+    while not done.is_set():
+        states = subprocess.run(
+            ["systemctl", "is-active", "bootlab-serve", "bootlab-train"],
+            capture_output=True, text=True).stdout.split()
+        if states == ["active", "active"]:
+            both.append(time.time())
+
+def start(i):
+    workload = ("serve", "train")[i % 2]
+    try:
+        return client.call(socket, "POST", f"/v1/services/{workload}/start")["active"]
+    except BootlabError as error:
+        return "error: " + error.message
+
+watcher = threading.Thread(target=watch)
+watcher.start()
+with concurrent.futures.ThreadPoolExecutor(100) as pool:
+    answers = list(pool.map(start, range(100)))
+done.set()
+watcher.join()
+print(json.dumps({"answers": answers, "both": len(both)}))
+"""
+
+
+def test_hundred_concurrent_starts_never_run_both(booted: Booted) -> None:
+    _hold_gpus_instead_of_backend(booted)
+    result = booted.exec("/usr/lib/bootlab/venv/bin/python", "-c", CONCURRENT)
+    report = json.loads(result.stdout)
+    assert report["both"] == 0
+    assert len(report["answers"]) == 100
+    assert all(answer == "active" for answer in report["answers"]), report["answers"]
+    states = [_active(booted, "bootlab-serve"), _active(booted, "bootlab-train")]
+    assert states.count(True) == 1
+    for unit in ("bootlab-serve", "bootlab-train"):
+        result_property = booted.exec("systemctl", "show", "-p", "Result", unit).stdout.strip()
+        assert result_property == "Result=success", f"{unit} failed: the GPU lock saw overlap"
+    booted.exec("systemctl", "stop", "bootlab-serve", "bootlab-train")
