@@ -81,6 +81,8 @@ def start(workload: Workload, paths: Paths) -> UnitState:
     with _serialized:
         failure.unlink(missing_ok=True)
         result = run(["systemctl", "start", unit], capture=True, check=False, timeout=TIMEOUT_S)
+        # Read inside the lock: the answer is the state this request made, not a later one's.
+        after = state(workload)
     if result.returncode != 0:
         try:
             reason = json.loads(failure.read_bytes())
@@ -89,16 +91,22 @@ def start(workload: Workload, paths: Paths) -> UnitState:
             error = None
         if error is not None:
             raise error
+        if after.result == "start-limit-hit":
+            raise die(
+                f"{unit} was started too often in a short time; systemd refuses for now",
+                hint=f"wait a few seconds, or: systemctl reset-failed {unit}",
+                exit_code=3,
+            )
         raise die(
             f"{unit} failed to start",
             hint=f"see why: journalctl -u {unit} -n 50 (or bootlab {workload} status)",
             exit_code=3,
         )
-    return state(workload)
+    return after
 
 
 def stop(workload: Workload) -> UnitState:
     unit = unit_of(workload)
     with _serialized:
         run(["systemctl", "stop", unit], capture=True, timeout=TIMEOUT_S, what=f"stopping {unit}")
-    return state(workload)
+        return state(workload)

@@ -223,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     journal.setup_logging("bootlabd", logging.DEBUG if args.debug else logging.INFO)
+    # Every status request runs systemctl: its command lines are noise unless debugging.
+    logging.getLogger("bootlab.run").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     paths = Paths.from_env()
     try:
         server = Server(_listener(paths, args.socket), Context(paths))
