@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from bootlab.errors import die
 from bootlab.paths import Paths
 from bootlab.run import run
+from bootlab.systemd_bus import Systemd, UnitState
+
+__all__ = ["WORKLOADS", "UnitState", "Workload", "failure_file", "start", "state", "stop"]
 
 Workload = Literal["serve", "train"]
 WORKLOADS: tuple[Workload, ...] = ("serve", "train")
@@ -28,43 +30,11 @@ def unit_of(workload: Workload) -> str:
     return f"bootlab-{workload}.service"
 
 
-@dataclass(frozen=True)
-class UnitState:
-    unit: str
-    active: str  # systemd's ActiveState: active, inactive, failed, activating, deactivating
-    sub: str
-    main_pid: int
-    result: str  # success, exit-code, ... (why it last stopped)
-    since_us: int  # when it entered its current state, µs since the epoch (0: never)
-
-
-_PROPERTIES = ("ActiveState", "SubState", "MainPID", "Result", "StateChangeTimestamp")
+_systemd = Systemd()
 
 
 def state(workload: Workload) -> UnitState:
-    unit = unit_of(workload)
-    text = run(
-        [
-            "systemctl",
-            "show",
-            "--timestamp=unix",
-            *(f"--property={name}" for name in _PROPERTIES),
-            unit,
-        ],
-        capture=True,
-        timeout=TIMEOUT_S,
-        what=f"asking systemd about {unit}",
-    ).stdout.decode()
-    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    stamp = values.get("StateChangeTimestamp", "").lstrip("@")
-    return UnitState(
-        unit=unit,
-        active=values.get("ActiveState", "unknown"),
-        sub=values.get("SubState", "unknown"),
-        main_pid=int(values.get("MainPID") or 0),
-        result=values.get("Result", ""),
-        since_us=int(float(stamp) * 1_000_000) if stamp else 0,
-    )
+    return _systemd.unit(unit_of(workload))
 
 
 def failure_file(paths: Paths, workload: Workload) -> Path:

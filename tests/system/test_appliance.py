@@ -183,7 +183,16 @@ def test_serve_refuses_clearly_when_nothing_is_configured(booted: Booted) -> Non
     assert "serve.model is not set" in result.stderr and "hint:" in result.stderr
     journal = booted.exec("journalctl", "-u", "bootlab-serve", "--no-pager", "-o", "cat").stdout
     assert "serve.model is not set" in journal
+    # The daemon reads unit state over D-Bus: it must agree with systemctl.
+    state = json.loads(booted.exec("bootlab", "serve", "status", "--json").stdout)
+    shown = booted.exec(
+        "systemctl", "show", "-p", "ActiveState,Result", "bootlab-serve.service"
+    ).stdout.split()
+    assert sorted(shown) == [f"ActiveState={state['active']}", f"Result={state['result']}"]
+    assert (state["active"], state["result"]) == ("failed", "exit-code")
     booted.exec("systemctl", "reset-failed", "bootlab-serve.service")
+    state = json.loads(booted.exec("bootlab", "serve", "status", "--json").stdout)
+    assert (state["active"], state["main_pid"]) == ("inactive", 0)
 
 
 def test_config_init_show_and_errors(booted: Booted) -> None:
