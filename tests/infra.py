@@ -8,12 +8,14 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,11 +90,38 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def _self_signed(root: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no trust store knows: TLS without verification."""
+    key, cert = root / "tls.key", root / "tls.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+@contextmanager
+def _registry(root: Path, *, tls: bool) -> Iterator[Registry]:
     """Debian's docker-registry on a free loopback port, htpasswd (bcrypt) auth."""
-    require_tools("docker-registry", "htpasswd")
-    root = tmp_path_factory.mktemp("registry")
+    require_tools("docker-registry", "htpasswd", "openssl")
     username, password = "bootlab", "s3cret-" + base64.b32encode(os.urandom(10)).decode()
     # -i: the password comes on stdin, never in argv.
     hashed = subprocess.run(
@@ -100,20 +129,27 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     ).stdout
     (root / "htpasswd").write_text(hashed)
     port = _free_port()
+    tls_config = ""
+    if tls:
+        key, cert = _self_signed(root)
+        tls_config = f", tls: {{certificate: {cert}, key: {key}}}"
     (root / "config.yml").write_text(
         "version: 0.1\n"
         f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}{tls_config}}}\n"
         f"auth: {{htpasswd: {{realm: bootlab-test, path: {root / 'htpasswd'}}}}}\n"
     )
     log = (root / "registry.log").open("w")
     process = subprocess.Popen(
         ["docker-registry", "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
     )
+    scheme = "https" if tls else "http"
+    unverified = ssl._create_unverified_context()  # noqa: S323 - our own test certificate
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+            url = f"{scheme}://127.0.0.1:{port}/v2/"
+            urllib.request.urlopen(url, timeout=1, context=unverified)  # noqa: S310 - http(s) only
         except urllib.error.HTTPError as error:
             if error.code == 401:
                 break
@@ -129,6 +165,20 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A plain-HTTP registry with htpasswd auth."""
+    with _registry(tmp_path_factory.mktemp("registry"), tls=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """The same over HTTPS with a self-signed certificate."""
+    with _registry(tmp_path_factory.mktemp("tls-registry"), tls=True) as running:
+        yield running
 
 
 @dataclass(frozen=True)
