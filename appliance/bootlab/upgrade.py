@@ -12,8 +12,9 @@ from bootlab.errors import BootlabError
 from bootlab.paths import Paths
 from bootlab.run import run
 
-# `bootc upgrade --check` prints "Update available for: ..." when there is one (else "No
-# changes in: ...").
+# What `bootc upgrade --check` prints (bootc 1.x): "No changes in: IMAGE" when current, and
+# "Update available for: IMAGE" with version and digest lines when not.
+_CURRENT = "No changes in"
 _AVAILABLE = "Update available"
 
 
@@ -28,9 +29,15 @@ def check(paths: Paths) -> UpgradeStatus:
         if result.returncode != 0:
             available = None
             message = f"the check failed (exit {result.returncode}): {last}"
-        else:
+        elif _CURRENT in text or _AVAILABLE in text:
             available = _AVAILABLE in text
-            message = last or ("an update is available" if available else "up to date")
+            first = next(
+                line for line in text.splitlines() if _CURRENT in line or _AVAILABLE in line
+            )
+            message = first.strip()
+        else:
+            available = None
+            message = f"bootc answered something bootlab does not know: {last}"
         status = UpgradeStatus(checked_at=time.time(), available=available, message=message)
     record(paths, status)
     return status

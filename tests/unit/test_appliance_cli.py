@@ -1,0 +1,197 @@
+"""`bootlab` as an admin runs it, against a real bootlabd in a temporary root: readable
+tables, --json, exit codes, no tracebacks, no password in argv, and shell completion."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from appliance_daemon import REPO_ROOT, Daemon, running_daemon
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    with running_daemon() as running:
+        yield running
+
+
+def bootlab(
+    daemon: Daemon | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = daemon.env() if daemon else dict(os.environ)
+    environment["PYTHONPATH"] = str(REPO_ROOT / "appliance")
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bootlab.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_system_info_table_and_json(daemon: Daemon) -> None:
+    table = bootlab(daemon, "system", "info")
+    assert table.returncode == 0, table.stderr
+    assert "profile:" in table.stdout and "CPU only" in table.stdout
+    document = json.loads(bootlab(daemon, "system", "info", "--json").stdout)
+    assert document["profile"]["gpu_count"] == 0
+
+
+def test_status_reports_systemd_trouble_as_a_warning_not_a_crash(daemon: Daemon) -> None:
+    # Here systemd is not PID 1: the services cannot be read, the rest still answers.
+    result = bootlab(daemon, "status")
+    assert result.returncode == 0, result.stderr
+    assert "GPU lock:" in result.stdout and "free" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_auth_status_lists_registries_never_secrets(daemon: Daemon) -> None:
+    secret = "pa55-in-a-file"
+    auth_file = daemon.root / "etc/ostree/auth.json"
+    auth_file.parent.mkdir(parents=True, exist_ok=True)
+    token = base64.b64encode(f"robot:{secret}".encode()).decode()
+    auth_file.write_text(json.dumps({"auths": {"quay.io": {"auth": token}}}))
+    table = bootlab(daemon, "auth", "status")
+    assert "quay.io" in table.stdout and "robot" in table.stdout
+    as_json = bootlab(daemon, "auth", "status", "--json").stdout
+    assert json.loads(as_json)["registries"][0]["bootc"] is True
+    for text in (table.stdout, table.stderr, as_json):
+        assert secret not in text and token not in text
+
+
+def test_login_never_takes_the_password_from_arguments(daemon: Daemon) -> None:
+    for flag in ("-p", "--password"):
+        result = bootlab(daemon, "login", "-u", "x", flag, "secret", "quay.io")
+        assert result.returncode == 2
+    no_tty = bootlab(daemon, "login", "-u", "x", "quay.io", stdin="")
+    assert no_tty.returncode == 2 and "--password-stdin" in no_tty.stderr
+
+
+def test_login_to_unreachable_registry_saves_nothing(daemon: Daemon) -> None:
+    result = bootlab(
+        daemon,
+        "login",
+        "--tls-verify=false",
+        "--password-stdin",
+        "-u",
+        "u",
+        "127.0.0.1:9",
+        stdin="pw\n",
+    )
+    assert result.returncode == 5 and "not reachable" in result.stderr
+    assert not (daemon.root / "root/.config/containers/auth.json").exists()
+
+
+def test_config_errors_exit_non_zero_with_file_and_line(daemon: Daemon) -> None:
+    config = daemon.root / "etc/bootlab/config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("serve:\n  port: high\n")
+    try:
+        result = bootlab(daemon, "config", "show")
+        assert result.returncode == 1
+        assert f"{config}:2: serve.port" in result.stderr and "hint:" in result.stderr
+    finally:
+        config.unlink()
+    shown = bootlab(daemon, "config", "show")
+    assert shown.returncode == 0 and "backend: auto" in shown.stdout
+
+
+def test_daemon_not_running_and_permission_denied(tmp_path: Path) -> None:
+    missing = bootlab(None, "status", env={"BOOTLAB_SOCKET": str(tmp_path / "none.sock")})
+    assert missing.returncode == 69 and "bootlabd is not running" in missing.stderr
+    locked = tmp_path / "locked.sock"
+    # A socket we may not connect to, as a user outside the bootlab group meets it.
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(locked))
+    listener.listen()
+    os.chmod(locked, 0)
+    try:
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-m",
+                "bootlab.cli",
+                "status",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={
+                **os.environ,
+                "BOOTLAB_SOCKET": str(locked),
+                "PYTHONPATH": str(REPO_ROOT / "appliance"),
+            },
+        )
+        assert result.returncode == 77, result.stderr
+        assert "permission denied" in result.stderr and "bootlab' group" in result.stderr
+    finally:
+        listener.close()
+    assert stat.S_IMODE(locked.stat().st_mode) == 0
+
+
+def test_gpu_run_holds_the_lock_for_the_command(tmp_path: Path) -> None:
+    env = {"BOOTLAB_ROOT": str(tmp_path)}
+    result = bootlab(
+        None,
+        "gpu",
+        "run",
+        "--as",
+        "bench",
+        "--",
+        "cat",
+        str(tmp_path / "run/bootlab/gpu.lock"),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "bench"
+    missing = bootlab(None, "gpu", "run", "--", "no-such-command-xyz", env=env)
+    assert missing.returncode == 127 and "cannot run no-such-command-xyz" in missing.stderr
+
+
+def test_bash_completion_knows_every_command() -> None:
+    script = bootlab(None, "completion", "bash").stdout
+    completed = subprocess.run(
+        [
+            "bash",
+            "-c",
+            script + "\nCOMP_WORDS=(bootlab serve ''); COMP_CWORD=2; _bootlab;"
+            " echo ${COMPREPLY[@]}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert set(completed) >= {"start", "stop", "status", "run"}
+    top = subprocess.run(
+        [
+            "bash",
+            "-c",
+            script + "\nCOMP_WORDS=(bootlab lo); COMP_CWORD=1; _bootlab; echo ${COMPREPLY[@]}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert set(top) == {"login", "logout"}
+
+
+def test_usage_errors_exit_2() -> None:
+    result = bootlab(None, "serve", "dance")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
