@@ -25,6 +25,15 @@ echo "  system state: $state"
 podman exec "$name" systemctl --failed --no-legend || true
 echo "‣ inside the booted image"
 podman exec "$name" bootlab --version
+echo "\$ bootlab status            (socket-activates bootlabd)"
+podman exec "$name" bootlab status
+echo "\$ bootlab system info"
+podman exec "$name" bootlab system info
+echo "\$ bootlab config init && bootlab config show"
+podman exec "$name" sh -c 'bootlab config init --force >/dev/null && bootlab config show'
+echo "\$ bootlab serve start       (no model yet: a clear refusal, not a failed mystery)"
+podman exec "$name" bootlab serve start || true
+podman exec "$name" systemctl reset-failed bootlab-serve.service
 podman exec "$name" systemctl list-timers --no-pager bootlab-upgrade-informer.timer
 if [ "${1:-}" = "--keep" ]; then
   echo "left running: podman exec -it $name bash   (stop: podman rm -f $name)"

@@ -4,6 +4,8 @@ registry with htpasswd auth. Tiers import the fixtures they need from here."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import json
 import os
 import shutil
@@ -11,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -90,9 +93,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _self_signed(root: Path) -> tuple[Path, Path]:
+def _self_signed(root: Path, name: str = "tls") -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 that no trust store knows: TLS without verification."""
-    key, cert = root / "tls.key", root / "tls.crt"
+    key, cert = root / f"{name}.key", root / f"{name}.crt"
     subprocess.run(
         [
             "openssl",
@@ -118,9 +121,84 @@ def _self_signed(root: Path) -> tuple[Path, Path]:
     return key, cert
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class _TokenService(http.server.BaseHTTPRequestHandler):
+    """A token service as Quay or Docker Hub run one: Basic credentials in, an RS256 JWT
+    out, signed (with openssl) by a key whose certificate the registry trusts."""
+
+    username = password = key = cert_der = ""
+
+    def do_GET(self) -> None:
+        expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.cert_der]}
+        claims = {
+            "iss": "bootlab-test-issuer",
+            "sub": self.username,
+            "aud": "bootlab-test",
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": [],
+        }
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", self.key],
+            input=signing_input.encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        body = json.dumps({"token": f"{signing_input}.{_b64url(signature)}"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 @contextmanager
-def _registry(root: Path, *, tls: bool) -> Iterator[Registry]:
-    """Debian's docker-registry on a free loopback port, htpasswd (bcrypt) auth."""
+def _token_service(root: Path, username: str, password: str) -> Iterator[tuple[str, Path]]:
+    key, cert = _self_signed(root, "token")
+    der = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-outform", "DER"], capture_output=True, check=True
+    ).stdout
+    handler = type(
+        "Handler",
+        (_TokenService,),
+        {
+            "username": username,
+            "password": password,
+            "key": str(key),
+            "cert_der": base64.b64encode(der).decode(),
+        },
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/token", cert
+    finally:
+        server.shutdown()
+
+
+@contextmanager
+def _registry(root: Path, *, tls: bool, token: bool = False) -> Iterator[Registry]:
+    """Debian's docker-registry on a free loopback port: htpasswd (bcrypt) auth, or token
+    auth (Bearer) with a token service."""
     require_tools("docker-registry", "htpasswd", "openssl")
     username, password = "bootlab", "s3cret-" + base64.b32encode(os.urandom(10)).decode()
     # -i: the password comes on stdin, never in argv.
@@ -133,12 +211,27 @@ def _registry(root: Path, *, tls: bool) -> Iterator[Registry]:
     if tls:
         key, cert = _self_signed(root)
         tls_config = f", tls: {{certificate: {cert}, key: {key}}}"
-    (root / "config.yml").write_text(
-        "version: 0.1\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}{tls_config}}}\n"
-        f"auth: {{htpasswd: {{realm: bootlab-test, path: {root / 'htpasswd'}}}}}\n"
-    )
+    with contextlib.ExitStack() as stack:
+        if token:
+            realm, cert = stack.enter_context(_token_service(root, username, password))
+            auth = (
+                f"token: {{realm: '{realm}', service: bootlab-test, "
+                f"issuer: bootlab-test-issuer, rootcertbundle: {cert}}}"
+            )
+        else:
+            auth = f"htpasswd: {{realm: bootlab-test, path: {root / 'htpasswd'}}}"
+        (root / "config.yml").write_text(
+            "version: 0.1\n"
+            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+            f"http: {{addr: 127.0.0.1:{port}{tls_config}}}\n"
+            f"auth: {{{auth}}}\n"
+        )
+        yield from _serve_registry(
+            root, port, tls, Registry(f"127.0.0.1:{port}", username, password)
+        )
+
+
+def _serve_registry(root: Path, port: int, tls: bool, registry: Registry) -> Iterator[Registry]:
     log = (root / "registry.log").open("w")
     process = subprocess.Popen(
         ["docker-registry", "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT
@@ -160,7 +253,7 @@ def _registry(root: Path, *, tls: bool) -> Iterator[Registry]:
             pytest.fail(f"registry did not start: {(root / 'registry.log').read_text()[-2000:]}")
         time.sleep(0.2)
     try:
-        yield Registry(f"127.0.0.1:{port}", username, password)
+        yield registry
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -171,6 +264,13 @@ def _registry(root: Path, *, tls: bool) -> Iterator[Registry]:
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A plain-HTTP registry with htpasswd auth."""
     with _registry(tmp_path_factory.mktemp("registry"), tls=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry behind a token service: the Bearer flow of Quay and Docker Hub."""
+    with _registry(tmp_path_factory.mktemp("token-registry"), tls=False, token=True) as running:
         yield running
 
 

@@ -97,7 +97,17 @@ def _login_flow(
             scheme, api_host, "/v2/", authorization=basic, registry=registry, verify=tls_verify
         )
     elif kind == "bearer" and params.get("realm"):
-        status = _token(params, credentials, basic, registry, tls_verify)
+        status, token = _token(params, credentials, basic, registry, tls_verify)
+        if token is not None:
+            # As docker login does: the registry itself must accept the token it led us to.
+            status, _, _ = _get(
+                scheme,
+                api_host,
+                "/v2/",
+                authorization=f"Bearer {token}",
+                registry=registry,
+                verify=tls_verify,
+            )
     else:
         raise die(
             f"registry {registry} asks for an authentication scheme bootlab does not know: "
@@ -121,7 +131,8 @@ def _token(
     basic: str,
     registry: str,
     tls_verify: bool,
-) -> int:
+) -> tuple[int, str | None]:
+    """The token service's answer to the credentials, and the token when it gave one."""
     realm = urllib.parse.urlsplit(params["realm"])
     if realm.scheme not in ("https", "http") or not realm.netloc:
         raise die(f"registry {registry} names an unusable token realm: {params['realm']}")
@@ -132,16 +143,20 @@ def _token(
     status, _, body = _get(
         realm.scheme, realm.netloc, path, authorization=basic, registry=registry, verify=tls_verify
     )
-    if status == 200:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict) or not (
-            document.get("token") or document.get("access_token")
-        ):
-            raise die(f"the token service of {registry} answered without a token")
-    return status
+    if status != 200:
+        return status, None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    token = (
+        document.get("token") or document.get("access_token")
+        if isinstance(document, dict)
+        else None
+    )
+    if not isinstance(token, str) or not token:
+        raise die(f"the token service of {registry} answered without a token")
+    return status, token
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:

@@ -1,3 +1,8 @@
 """Integration tier: podman, debootstrap and the local registry, for real."""
 
-from infra import dev_image, registry, tls_registry  # noqa: F401 - fixtures for this tier
+from infra import (  # noqa: F401 - fixtures for this tier
+    dev_image,
+    registry,
+    tls_registry,
+    token_registry,
+)

@@ -76,3 +76,12 @@ def test_bad_registry_names_are_refused(text: str) -> None:
     with pytest.raises(BootlabError) as refused:
         normalize_registry(text)
     assert refused.value.exit_code == 2 and "not a registry name" in refused.value.message
+
+
+def test_bearer_token_flow_against_a_token_auth_registry(token_registry: Registry) -> None:
+    """The registry sends us to its token service; the token must then open the registry."""
+    result = check_login(token_registry.host, credentials(token_registry), tls_verify=False)
+    assert (result.scheme, result.anonymous) == ("http", False)
+    with pytest.raises(BootlabError) as refused:
+        check_login(token_registry.host, credentials(token_registry, "bad"), tls_verify=False)
+    assert refused.value.exit_code == 4
