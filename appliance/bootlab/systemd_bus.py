@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from bootlab.errors import die
 
@@ -45,38 +46,14 @@ def _library() -> ctypes.CDLL:
     lib.sd_bus_flush_close_unref.argtypes = [pointer]
     lib.sd_bus_flush_close_unref.restype = pointer
     lib.sd_bus_path_encode.argtypes = [text, text, ctypes.POINTER(pointer)]
+    # (bus, destination, path, interface, member, error, ...): the head of every call below.
+    call: list[Any] = [pointer, text, text, text, text, error]
     # The string out-parameter is malloc'd: taken as a void pointer so we can free it.
-    lib.sd_bus_get_property_string.argtypes = [
-        pointer,
-        text,
-        text,
-        text,
-        text,
-        error,
-        ctypes.POINTER(pointer),
-    ]
-    lib.sd_bus_get_property_trivial.argtypes = [
-        pointer,
-        text,
-        text,
-        text,
-        text,
-        error,
-        ctypes.c_char,
-        pointer,
-    ]
+    lib.sd_bus_get_property_string.argtypes = [*call, ctypes.POINTER(pointer)]
+    lib.sd_bus_get_property_trivial.argtypes = [*call, ctypes.c_char, pointer]
     lib.sd_bus_error_free.argtypes = [error]
-    # Variadic: the one extra argument (a unit name) is passed as bytes, a char*.
-    lib.sd_bus_call_method.argtypes = [
-        pointer,
-        text,
-        text,
-        text,
-        text,
-        error,
-        ctypes.POINTER(pointer),
-        text,
-    ]
+    # Variadic after the signature: the one argument (a unit name) goes as bytes, a char*.
+    lib.sd_bus_call_method.argtypes = [*call, ctypes.POINTER(pointer), text]
     lib.sd_bus_message_unref.argtypes = [pointer]
     lib.sd_bus_message_unref.restype = pointer
     return lib

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
 from infra import REPO_ROOT, Booted, Registry, sh
@@ -35,6 +36,10 @@ def test_units_verify_clean(booted: Booted) -> None:
 
 def test_status_answers_through_the_socket(booted: Booted) -> None:
     document = status(booted)
+    deadline = time.monotonic() + 30
+    while document["profile"] == "(probing hardware)" and time.monotonic() < deadline:
+        time.sleep(0.2)  # the daemon probes the GPUs in the background from its start
+        document = status(booted)
     assert document["profile"] == "CPU only"
     workloads = {s["workload"]: s for s in document["services"]}  # type: ignore[attr-defined]
     assert set(workloads) == {"serve", "train"}

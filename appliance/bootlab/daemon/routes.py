@@ -39,10 +39,21 @@ class Context:
     _probe_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def profile(self) -> sysinfo.HardwareProfile:
+        """The hardware profile, probing once (nvidia-smi can take seconds on a big host)."""
         with self._probe_lock:
             if self._profile is None:
                 self._profile = sysinfo.probe(self.paths.state).profile
             return self._profile
+
+    def profile_name(self) -> str:
+        """For status, which must answer at once: the daemon probes in the background from
+        its start, and status says so until that is done."""
+        if self._profile is None and not self._probe_lock.acquire(blocking=False):
+            return "(probing hardware)"
+        if self._profile is None:
+            self._probe_lock.release()
+            return self.profile().name
+        return self._profile.name
 
 
 Handler = Callable[[Context, dict[str, str], Any], BaseModel]
@@ -99,7 +110,7 @@ def get_status(context: Context, _: dict[str, str], __: None) -> Status:
     return Status(
         version=__version__,
         hostname=socket.gethostname(),
-        profile=context.profile().name,
+        profile=context.profile_name(),
         services=states,
         gpu_holder=f"{holder.name} (pid {holder.pid})" if holder else None,
         registries=[entry.registry for entry in entries],

@@ -13,6 +13,7 @@ import socket
 import socketserver
 import struct
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -232,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot listen: %s", error)
         return 1
     journal.notify("READY=1\nSTATUS=answering on " + str(args.socket or paths.socket))
+    threading.Thread(target=server.context.profile, name="probe", daemon=True).start()
     log.info("bootlabd ready")
     try:
         server.serve_forever()
