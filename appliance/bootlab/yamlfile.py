@@ -126,7 +126,10 @@ def read_yaml(path: Path, *, hint: str) -> Located | None:
     except FileNotFoundError:
         return None
     except PermissionError:
-        raise die(f"cannot read {path}: permission denied", hint="run as root (sudo)") from None
+        raise die(
+            f"cannot read {path}: permission denied",
+            hint=f"make it readable by root without overrides: chmod 0644 {path}",
+        ) from None
     except OSError as error:
         raise die(f"cannot read {path}: {error.strerror}", hint=hint) from None
     except UnicodeDecodeError as error:

@@ -48,6 +48,16 @@ def test_status_answers_through_the_socket(booted: Booted) -> None:
     assert booted.exec("systemctl", "is-active", "bootlabd.service").stdout.strip() == "active"
     socket_mode = booted.exec("stat", "-c", "%a %U %G", "/run/bootlab/bootlab.sock").stdout
     assert socket_mode.split() == ["660", "root", "bootlab"]
+    # Type=notify: READY and STATUS came from the daemon itself.
+    status_text = booted.exec("systemctl", "show", "-p", "StatusText", "--value", "bootlabd")
+    assert status_text.stdout.strip() == "answering on /run/bootlab/bootlab.sock"
+    # Structured journal fields (systemd-python), not just text on stderr.
+    entries = booted.exec("journalctl", "-u", "bootlabd", "-o", "json", "--no-pager").stdout
+    ready = [json.loads(line) for line in entries.splitlines() if '"bootlabd ready"' in line]
+    assert (
+        ready and ready[0]["LOGGER"] == "bootlabd" and ready[0]["SYSLOG_IDENTIFIER"] == "bootlabd"
+    )
+    assert ready[0]["CODE_FUNC"] == "main" and ready[0]["PRIORITY"] == "6"
 
 
 def test_non_admin_is_refused_and_group_member_is_not(booted: Booted) -> None:
