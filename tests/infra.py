@@ -78,6 +78,7 @@ class Registry:
     host: str
     username: str
     password: str
+    storage: Path | None = None  # where docker-registry keeps blobs (tests corrupt them)
 
     def auth_file(self, directory: Path, password: str | None = None) -> Path:
         token = base64.b64encode(f"{self.username}:{password or self.password}".encode()).decode()
@@ -196,17 +197,27 @@ def _token_service(root: Path, username: str, password: str) -> Iterator[tuple[s
 
 
 @contextmanager
-def _registry(root: Path, *, tls: bool, token: bool = False) -> Iterator[Registry]:
+def _registry(
+    root: Path,
+    *,
+    tls: bool,
+    token: bool = False,
+    port: int | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> Iterator[Registry]:
     """Debian's docker-registry on a free loopback port: htpasswd (bcrypt) auth, or token
     auth (Bearer) with a token service."""
     require_tools("docker-registry", "htpasswd", "openssl")
-    username, password = "bootlab", "s3cret-" + base64.b32encode(os.urandom(10)).decode()
+    username, password = credentials or (
+        "bootlab",
+        "s3cret-" + base64.b32encode(os.urandom(10)).decode(),
+    )
     # -i: the password comes on stdin, never in argv.
     hashed = subprocess.run(
         ["htpasswd", "-niB", username], input=password, text=True, capture_output=True, check=True
     ).stdout
     (root / "htpasswd").write_text(hashed)
-    port = _free_port()
+    port = port or _free_port()
     tls_config = ""
     if tls:
         key, cert = _self_signed(root)
@@ -227,7 +238,7 @@ def _registry(root: Path, *, tls: bool, token: bool = False) -> Iterator[Registr
             f"auth: {{{auth}}}\n"
         )
         yield from _serve_registry(
-            root, port, tls, Registry(f"127.0.0.1:{port}", username, password)
+            root, port, tls, Registry(f"127.0.0.1:{port}", username, password, root / "data")
         )
 
 

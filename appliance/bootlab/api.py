@@ -103,6 +103,73 @@ class ConfigInitResponse(_Body):
     profile: str
 
 
+class ModelFile(_Body):
+    path: str
+    digest: str
+    size: int
+
+
+class Model(_Body):
+    name: str
+    path: str = Field(description="The directory serve and train open.")
+    source: str
+    snapshot: str
+    manifest: str | None
+    size: int
+    pulled_at: float
+    files: list[ModelFile]
+
+
+class ModelList(_Body):
+    models: list[Model]
+    store_bytes: int = Field(description="Bytes on disk for all blobs, each stored once.")
+
+
+class PullRequest(_Body):
+    reference: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="docker://, oci://, hf://ORG/REPO[@REV], or a local path.",
+    )
+    name: str | None = Field(None, max_length=128, description="Default: from the reference.")
+    tls_verify: bool = True
+
+
+class PushRequest(_Body):
+    name: str = Field(min_length=1, max_length=128)
+    reference: str = Field(min_length=1, max_length=4096)
+    tls_verify: bool = True
+
+
+class Job(_Body):
+    id: str
+    kind: Literal["pull", "push"]
+    target: str
+    state: Literal["running", "succeeded", "failed"]
+    total: int
+    done: int
+    fetched: int = Field(description="Bytes transferred by this job (a resume skips the rest).")
+    rate_bytes_s: float
+    eta_s: float | None
+    started: float
+    finished: float | None
+    error: ErrorBody | None = None
+    model: Model | None = None
+
+
+class VerifyResult(_Body):
+    name: str
+    ok: bool
+    problems: list[str]
+
+
+class GcResult(_Body):
+    blobs: int
+    snapshots: int
+    partials: int
+    bytes_freed: int
+
+
 class ServiceAction(_Body):
     action: Literal["start", "stop"]
 
@@ -115,13 +182,21 @@ __all__ = [
     "ConfigInitResponse",
     "ConfigView",
     "ErrorBody",
+    "GcResult",
+    "Job",
     "LoginRequest",
     "LoginResponse",
     "LogoutRequest",
     "LogoutResponse",
+    "Model",
+    "ModelFile",
+    "ModelList",
+    "PullRequest",
+    "PushRequest",
     "ServiceAction",
     "ServiceState",
     "Status",
     "SystemInfo",
     "UpgradeStatus",
+    "VerifyResult",
 ]

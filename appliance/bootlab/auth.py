@@ -86,14 +86,15 @@ def repository_of(reference: str) -> str:
     return f"{head}{slash}{last.split(':', 1)[0]}" if slash else name
 
 
-def credentials_for(reference: str) -> Credentials | None:
-    """Credentials for an image reference: the most specific matching key wins, like podman."""
+def credentials_for(reference: str, files: list[Path] | None = None) -> Credentials | None:
+    """Credentials for an image reference: the most specific matching key wins, like podman.
+    `files` defaults to where podman looks for the calling user."""
     registry_path = repository_of(reference)
     keys = []
     parts = registry_path.split("/")
     for depth in range(len(parts), 0, -1):
         keys.append("/".join(parts[:depth]))
-    for path in auth_file_candidates():
+    for path in auth_file_candidates() if files is None else files:
         auths = read_auth_file(path)
         for key in keys:
             for candidate in (key, f"https://{key}", f"http://{key}"):
@@ -114,6 +115,12 @@ class Stored:
     username: str
     podman: bool  # in the containers auth file: podman pull, skopeo
     bootc: bool  # in /etc/ostree/auth.json: bootc upgrade / switch
+
+
+def appliance_files(paths: Paths) -> list[Path]:
+    """What the appliance reads, in podman's order, then bootc's file: what `bootlab login`
+    wrote is found whoever runs the pull (the daemon has no login session)."""
+    return [paths.containers_runtime_auth, paths.containers_auth, paths.ostree_auth]
 
 
 def _targets(paths: Paths) -> list[Path]:

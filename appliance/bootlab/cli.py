@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bootlab import __version__
+from bootlab import __version__, text
 from bootlab.errors import BootlabError, die
 from bootlab.paths import Paths
 
@@ -242,6 +242,144 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _progress_line(job: dict[str, Any], width: int = 30) -> str:
+    total, done = job["total"], job["done"]
+    fraction = done / total if total else 0.0
+    bar = "#" * int(fraction * width)
+    eta = job["eta_s"]
+    return (
+        f"[{bar:<{width}}] {fraction:4.0%} {text.size(done)}/{text.size(total)} "
+        f"{text.size(job['rate_bytes_s'])}/s ETA {f'{eta:.0f}s' if eta is not None else '-'}"
+    )
+
+
+def _follow(paths: Paths, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """Poll the job until it ends, drawing a progress bar on a terminal (a line every
+    few seconds elsewhere); a failed job becomes its error."""
+    interactive = sys.stderr.isatty() and not quiet
+    last_line = 0.0
+    while job["state"] == "running":
+        time.sleep(0.25)
+        job = _api(paths, "GET", f"/v1/jobs/{job['id']}")
+        if interactive:
+            print("\r" + _progress_line(job), end="", file=sys.stderr, flush=True)
+        elif not quiet and time.monotonic() - last_line > 5:
+            print(_progress_line(job), file=sys.stderr, flush=True)
+            last_line = time.monotonic()
+    if interactive:
+        print("\r" + _progress_line(job), file=sys.stderr)
+    if job["state"] == "failed":
+        error = job["error"]
+        raise BootlabError(error["error"], error.get("hint"), int(error.get("code", 1)))
+    return job
+
+
+def _model_table(models: Sequence[dict[str, Any]]) -> None:
+    _table(
+        [
+            [
+                m["name"],
+                text.size(m["size"]),
+                str(len(m["files"])),
+                _ago(m["pulled_at"]),
+                m["source"],
+            ]
+            for m in models
+        ],
+        header=["NAME", "SIZE", "FILES", "PULLED", "SOURCE"],
+    )
+
+
+def cmd_model_list(args: argparse.Namespace, paths: Paths) -> int:
+    listing = _api(paths, "GET", "/v1/models")
+    if args.json:
+        _print_json(listing)
+    elif listing["models"]:
+        _model_table(listing["models"])
+        print(f"store: {text.size(listing['store_bytes'])} on disk")
+    else:
+        print("no models yet (bootlab model pull REFERENCE)")
+    return 0
+
+
+def cmd_model_pull(args: argparse.Namespace, paths: Paths) -> int:
+    reference = args.reference
+    if "://" not in reference:  # a local path: the daemon's cwd is not ours
+        reference = os.path.abspath(reference)
+    body = {"reference": reference, "name": args.name, "tls_verify": args.tls_verify}
+    job = _follow(paths, _api(paths, "POST", "/v1/models/pull", body), args.json)
+    if args.json:
+        _print_json(job)
+    else:
+        model = job["model"]
+        print(
+            f"{model['name']}: {text.size(model['size'])} in {model['path']} "
+            f"({text.size(job['fetched'])} downloaded)"
+        )
+    return 0
+
+
+def cmd_model_push(args: argparse.Namespace, paths: Paths) -> int:
+    body = {"name": args.name, "reference": args.reference, "tls_verify": args.tls_verify}
+    job = _follow(paths, _api(paths, "POST", "/v1/models/push", body), args.json)
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"pushed {args.name} to {args.reference}")
+    return 0
+
+
+def cmd_model_inspect(args: argparse.Namespace, paths: Paths) -> int:
+    model = _api(paths, "GET", f"/v1/models/{args.name}")
+    if args.json:
+        _print_json(model)
+        return 0
+    _table(
+        [
+            ["name:", model["name"]],
+            ["path:", model["path"]],
+            ["source:", model["source"]],
+            ["manifest:", model["manifest"] or "-"],
+            ["size:", text.size(model["size"])],
+        ]
+    )
+    print()
+    _table(
+        [[f["path"], text.size(f["size"]), f["digest"][:19]] for f in model["files"]],
+        header=["FILE", "SIZE", "DIGEST"],
+    )
+    return 0
+
+
+def cmd_model_verify(args: argparse.Namespace, paths: Paths) -> int:
+    result = _api(paths, "POST", f"/v1/models/{args.name}/verify")
+    if args.json:
+        _print_json(result)
+    for problem in result["problems"]:
+        print(f"{args.name}: {problem}", file=sys.stderr)
+    if result["ok"] and not args.json:
+        print(f"{args.name}: every file matches its digest")
+    return 0 if result["ok"] else 7
+
+
+def cmd_model_remove(args: argparse.Namespace, paths: Paths) -> int:
+    model = _api(paths, "POST", f"/v1/models/{args.name}/remove")
+    print(f"removed {model['name']} (`bootlab model gc` frees its space)")
+    return 0
+
+
+def cmd_model_gc(args: argparse.Namespace, paths: Paths) -> int:
+    result = _api(paths, "POST", "/v1/models/gc")
+    if args.json:
+        _print_json(result)
+    else:
+        print(
+            f"freed {text.size(result['bytes_freed'])}: {result['blobs']} blobs, "
+            f"{result['snapshots']} snapshots, {result['partials']} partial downloads"
+        )
+    return 0
+
+
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
     """The unit's ExecStart: preflight, GPU lock, READY, then exec the backend."""
     from bootlab import config, journal, services, sysinfo, workloads  # noqa: PLC0415
@@ -314,6 +452,47 @@ def cmd_completion(args: argparse.Namespace, paths: Paths) -> int:
 # The parser ----------------------------------------------------------------------------------
 
 
+def command(
+    group: Any, name: str, handler: Command, help_text: str, *, json_output: bool = False
+) -> argparse.ArgumentParser:
+    sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
+    sub.set_defaults(handler=handler)
+    if json_output:
+        sub.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return sub
+
+
+def _add_model_commands(commands: Any) -> None:
+    model = commands.add_parser("model", help="The model store").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    command(model, "list", cmd_model_list, "Models in the store", json_output=True)
+    pull = command(
+        model,
+        "pull",
+        cmd_model_pull,
+        "Pull docker://, oci://, hf://ORG/REPO[@REV] or a local path",
+        json_output=True,
+    )
+    pull.add_argument("reference")
+    pull.add_argument("--name", help="the model's name in the store (default: from REFERENCE)")
+    pull.add_argument("--tls-verify", type=_boolean, default=True, metavar="BOOL")
+    push = command(
+        model, "push", cmd_model_push, "Push a model as an OCI artifact", json_output=True
+    )
+    push.add_argument("name")
+    push.add_argument("reference", help="docker://REGISTRY/REPOSITORY:TAG")
+    push.add_argument("--tls-verify", type=_boolean, default=True, metavar="BOOL")
+    for action, handler, summary in (
+        ("inspect", cmd_model_inspect, "A model, file by file"),
+        ("verify", cmd_model_verify, "Re-hash a model's files against their digests"),
+        ("remove", cmd_model_remove, "Remove a model's name"),
+    ):
+        sub = command(model, action, handler, summary, json_output=action != "remove")
+        sub.add_argument("name")
+    command(model, "gc", cmd_model_gc, "Free blobs and downloads no model uses", json_output=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootlab",
@@ -322,15 +501,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bootlab {__version__}")
     parser.set_defaults(handler=None)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    def command(
-        group: Any, name: str, handler: Command, help_text: str, *, json_output: bool = False
-    ) -> argparse.ArgumentParser:
-        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(handler=handler)
-        if json_output:
-            sub.add_argument("--json", action="store_true", help="print JSON for scripts")
-        return sub
 
     command(
         commands, "status", cmd_status, "Services, GPU lock, registries, upgrades", json_output=True
@@ -384,16 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="replace (and keep aside) the old file")
     command(config, "show", cmd_config_show, "Settings in effect", json_output=True)
 
+    _add_model_commands(commands)
+
     for workload in ("serve", "train"):
         actions = commands.add_parser(
             workload, help=f"The {workload} service (bootlab-{workload}.service)"
         ).add_subparsers(metavar="ACTION", required=True)
-        for action, text in (
+        for action, summary in (
             ("start", f"Start {workload} (stops {'train' if workload == 'serve' else 'serve'})"),
             ("stop", f"Stop {workload}"),
             ("status", f"State of {workload}"),
         ):
-            sub = command(actions, action, cmd_service, text, json_output=True)
+            sub = command(actions, action, cmd_service, summary, json_output=True)
             sub.set_defaults(workload=workload, action=action)
         run = command(
             actions,

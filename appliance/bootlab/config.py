@@ -44,13 +44,27 @@ class Train(_Section):
     gpus: GpuCount = "auto"
 
 
+class Models(_Section):
+    """The model store."""
+
+    directory: Annotated[str, StringConstraints(pattern=r"^/")] | None = Field(
+        None,
+        description="Where the store and the model directories live (default "
+        "/var/lib/bootlab); must persist across upgrades, so somewhere under /var.",
+    )
+    hf_endpoint: str | None = Field(
+        None, description="A Hugging Face mirror, e.g. https://hf-mirror.example.com."
+    )
+
+
 class Config(_Section):
     serve: Serve = Serve()
     train: Train = Train()
+    models: Models = Models()
 
 
 _KNOWN_KEYS = sorted(
-    {"serve", "train", *Serve.model_fields, *Train.model_fields},
+    {"serve", "train", "models", *Serve.model_fields, *Train.model_fields, *Models.model_fields},
 )
 
 

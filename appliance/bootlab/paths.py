@@ -37,10 +37,6 @@ class Paths:
         return self.root / "var/lib/bootlab"
 
     @property
-    def models(self) -> Path:
-        return self.state / "models"
-
-    @property
     def runtime(self) -> Path:
         return self.root / "run/bootlab"
 

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import re
 import socket
 import ssl
+import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bootlab.auth import Credentials
@@ -127,8 +130,8 @@ def _login_flow(
 
 def _token(
     params: dict[str, str],
-    credentials: Credentials,
-    basic: str,
+    credentials: Credentials | None,
+    basic: str | None,
     registry: str,
     tls_verify: bool,
 ) -> tuple[int, str | None]:
@@ -136,9 +139,10 @@ def _token(
     realm = urllib.parse.urlsplit(params["realm"])
     if realm.scheme not in ("https", "http") or not realm.netloc:
         raise die(f"registry {registry} names an unusable token realm: {params['realm']}")
-    query = {"account": credentials.username}
-    if "service" in params:
-        query["service"] = params["service"]
+    query = {"account": credentials.username} if credentials else {}
+    for key in ("service", "scope"):
+        if key in params:
+            query[key] = params[key]
     path = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
     status, _, body = _get(
         realm.scheme, realm.netloc, path, authorization=basic, registry=registry, verify=tls_verify
@@ -165,32 +169,21 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return kind.lower(), params
 
 
-def _get(
-    scheme: str,
-    netloc: str,
-    path: str,
-    *,
-    authorization: str | None,
-    registry: str,
-    verify: bool,
-) -> tuple[int, dict[str, str], bytes]:
-    connection: http.client.HTTPConnection
+def _connect(scheme: str, netloc: str, verify: bool, timeout: float) -> http.client.HTTPConnection:
     if scheme == "https":
         context = ssl.create_default_context()
         if not verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(netloc, timeout=TIMEOUT_S, context=context)
-    else:
-        connection = http.client.HTTPConnection(netloc, timeout=TIMEOUT_S)
-    headers = {"User-Agent": "bootlab", "Accept": "application/json"}
-    if authorization:
-        headers["Authorization"] = authorization
+        return http.client.HTTPSConnection(netloc, timeout=timeout, context=context)
+    return http.client.HTTPConnection(netloc, timeout=timeout)
+
+
+@contextlib.contextmanager
+def network_errors(scheme: str, netloc: str, registry: str, timeout: float) -> Iterator[None]:
+    """Socket and TLS failures as one error each that says what to check."""
     try:
-        connection.request("GET", path, headers=headers)
-        response = connection.getresponse()
-        body = response.read(1 << 20)
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+        yield
     except ssl.SSLCertVerificationError as error:
         raise die(
             f"TLS verification of {netloc} failed: {error.verify_message}",
@@ -210,7 +203,7 @@ def _get(
         ) from None
     except TimeoutError:
         raise die(
-            f"registry {registry} did not answer within {TIMEOUT_S:g}s ({netloc})",
+            f"registry {registry} did not answer within {timeout:g}s ({netloc})",
             hint="check that it is up and reachable from this machine",
             exit_code=5,
         ) from None
@@ -221,5 +214,200 @@ def _get(
             hint="check the name and port, and that the registry is up",
             exit_code=5,
         ) from None
+
+
+def _get(
+    scheme: str,
+    netloc: str,
+    path: str,
+    *,
+    authorization: str | None,
+    registry: str,
+    verify: bool,
+) -> tuple[int, dict[str, str], bytes]:
+    connection = _connect(scheme, netloc, verify, TIMEOUT_S)
+    headers = {"User-Agent": "bootlab", "Accept": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    try:
+        with network_errors(scheme, netloc, registry, TIMEOUT_S):
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            body = response.read(1 << 20)
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
     finally:
         connection.close()
+
+
+# Sessions: authenticated access to one repository, for pulls and pushes ---------------------
+
+
+class Response:
+    """An open answer: read it (or stream it with readinto), then close it."""
+
+    def __init__(self, connection: http.client.HTTPConnection, answer: http.client.HTTPResponse):
+        self._connection = connection
+        self.answer = answer
+        self.status = answer.status
+        self.headers = {key.lower(): value for key, value in answer.getheaders()}
+
+    def read(self, limit: int = 16 << 20) -> bytes:
+        return self.answer.read(limit)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class Session:
+    """One repository of one registry, shared by download workers: the scheme is found once
+    (https, or http where verification is off and the registry has none), the credentials
+    from the auth files are exchanged for a token once, and redirects are followed."""
+
+    def __init__(
+        self,
+        registry: str,
+        repository: str,
+        credentials: Credentials | None,
+        *,
+        tls_verify: bool,
+        push: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        host_port = registry.split("/", 1)[0]
+        self.registry = registry
+        self.repository = repository
+        self.api_host = _API_HOSTS.get(host_port, host_port)
+        self.credentials = credentials
+        self.tls_verify = tls_verify
+        self.scope = f"repository:{repository}:pull" + (",push" if push else "")
+        self.timeout = timeout
+        self.scheme = "https"
+        self._schemes_tried = False
+        self._authorization: str | None = None
+        self._lock = threading.Lock()
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> Response:
+        """Send one request, authenticating and following redirects; a status outside
+        `expect` is an error that names the repository."""
+        self._settle_scheme()
+        response = self._send(
+            method, self.scheme, self.api_host, path, headers=headers, body=body, auth=True
+        )
+        if response.status == 401:
+            challenge = response.headers.get("www-authenticate", "")
+            response.close()
+            self._authenticate(challenge)
+            response = self._send(
+                method, self.scheme, self.api_host, path, headers=headers, body=body, auth=True
+            )
+        for _ in range(5):
+            if response.status not in (301, 302, 303, 307, 308):
+                break
+            location = urllib.parse.urlsplit(response.headers.get("location", ""))
+            response.close()
+            same = not location.netloc or location.netloc == self.api_host
+            target = location.path + (f"?{location.query}" if location.query else "")
+            response = self._send(
+                method if response.status in (307, 308) else "GET",
+                location.scheme or self.scheme,
+                location.netloc or self.api_host,
+                target,
+                headers=headers,
+                body=body,
+                auth=same,
+            )
+        if response.status in expect:
+            return response
+        status = response.status
+        detail = response.read(4096).decode(errors="replace").strip()
+        response.close()
+        raise self._status_error(status, path, detail)
+
+    def _status_error(self, status: int, path: str, detail: str) -> BootlabError:
+        where = f"{self.registry}/{self.repository}"
+        if status in (401, 403):
+            return die(
+                f"{where}: access denied (HTTP {status})",
+                hint=f"log in first: bootlab login {self.registry}",
+                exit_code=4,
+            )
+        if status == 404:
+            return die(
+                f"{where}: not found ({path.rsplit('/', 1)[-1]})",
+                hint="check the repository name and tag",
+                exit_code=6,
+            )
+        return die(f"{where}: HTTP {status} for {path}: {detail[:200]}", exit_code=5)
+
+    def _settle_scheme(self) -> None:
+        with self._lock:
+            if self._schemes_tried:
+                return
+            for scheme in ["https"] if self.tls_verify else ["https", "http"]:
+                try:
+                    response = self._send(
+                        "GET", scheme, self.api_host, "/v2/", headers=None, body=None, auth=False
+                    )
+                except _WrongProtocolError:
+                    continue
+                response.close()
+                self.scheme = scheme
+                self._schemes_tried = True
+                return
+            raise die(f"registry {self.registry} speaks neither https nor http", exit_code=5)
+
+    def _authenticate(self, challenge: str) -> None:
+        kind, params = _parse_challenge(challenge)
+        basic = None
+        if self.credentials is not None:
+            pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+            basic = "Basic " + base64.b64encode(pair).decode()
+        if kind == "basic":
+            if basic is None:
+                raise die(
+                    f"{self.registry} needs a login",
+                    hint=f"bootlab login {self.registry}",
+                    exit_code=4,
+                )
+            authorization = basic
+        elif kind == "bearer" and params.get("realm"):
+            params = {**params, "scope": self.scope}
+            status, token = _token(params, self.credentials, basic, self.registry, self.tls_verify)
+            if token is None:
+                raise self._status_error(status, "token", "")
+            authorization = f"Bearer {token}"
+        else:
+            raise die(f"registry {self.registry} asks for unknown authentication: {challenge}")
+        with self._lock:
+            self._authorization = authorization
+
+    def _send(
+        self,
+        method: str,
+        scheme: str,
+        netloc: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None,
+        body: bytes | None,
+        auth: bool,
+    ) -> Response:
+        connection = _connect(scheme, netloc, self.tls_verify, self.timeout)
+        sent = {"User-Agent": "bootlab", **(headers or {})}
+        if auth and self._authorization:
+            sent["Authorization"] = self._authorization
+        with network_errors(scheme, netloc, self.registry, self.timeout):
+            try:
+                connection.request(method, path, body=body, headers=sent)
+                return Response(connection, connection.getresponse())
+            except BaseException:
+                connection.close()
+                raise

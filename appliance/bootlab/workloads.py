@@ -16,6 +16,7 @@ from bootlab.config import Config
 from bootlab.errors import die
 from bootlab.paths import Paths
 from bootlab.services import Workload
+from bootlab.store.layout import model_store
 
 # Exit code for "not configured": the units list it in RestartPreventExitStatus=, so systemd
 # does not restart a service that cannot work until the admin acts (sysexits EX_CONFIG).
@@ -30,19 +31,19 @@ class Plan:
     argv: tuple[str, ...]
 
 
-def _in_store(paths: Paths, kind: str, name: str | None, setting: str) -> Path:
+def _in_store(config: Config, paths: Paths, kind: str, name: str | None, setting: str) -> Path:
     if name is None:
         raise die(
             f"nothing to {kind}: {setting} is not set in {paths.config_file}",
-            hint=f"pull a model with `bootlab pull`, then set {setting} "
+            hint=f"pull a model with `bootlab model pull`, then set {setting} "
             "(`bootlab config init` writes a starting file)",
             exit_code=EX_CONFIG,
         )
-    location = paths.models / name
+    location = model_store(paths, config.models.directory).models / name
     if not location.exists():
         raise die(
             f"{setting} names '{name}', which is not in the model store ({location})",
-            hint=f"pull it (`bootlab pull ...`) or fix {setting} in {paths.config_file}",
+            hint=f"pull it (`bootlab model pull ...`) or fix {setting} in {paths.config_file}",
             exit_code=EX_CONFIG,
         )
     return location
@@ -69,7 +70,7 @@ def preflight(workload: Workload, config: Config, paths: Paths, gpu_count: int) 
 
 def _serve_plan(config: Config, paths: Paths, gpu_count: int) -> Plan:
     serve = config.serve
-    model = _in_store(paths, "serve", serve.model, "serve.model")
+    model = _in_store(config, paths, "serve", serve.model, "serve.model")
     backend = serve.backend
     if backend == "auto":
         backend = "vllm" if gpu_count else "llama-cpp"
@@ -103,7 +104,7 @@ def _serve_plan(config: Config, paths: Paths, gpu_count: int) -> Plan:
 
 def _train_plan(config: Config, paths: Paths) -> Plan:
     train = config.train
-    _in_store(paths, "train", train.model, "train.model")
+    _in_store(config, paths, "train", train.model, "train.model")
     if train.data is None:
         raise die(
             f"no training data: train.data is not set in {paths.config_file}",

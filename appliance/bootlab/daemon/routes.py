@@ -20,20 +20,34 @@ from bootlab.api import (
     ConfigInitRequest,
     ConfigInitResponse,
     ConfigView,
+    GcResult,
+    Job,
     LoginRequest,
     LoginResponse,
     LogoutRequest,
     LogoutResponse,
+    Model,
+    ModelFile,
+    ModelList,
+    PullRequest,
+    PushRequest,
     ServiceState,
     Status,
+    VerifyResult,
 )
-from bootlab.errors import BootlabError
+from bootlab.daemon.jobs import Jobs
+from bootlab.errors import BootlabError, die
 from bootlab.paths import Paths
+from bootlab.store import sources
+from bootlab.store.fetch import Progress
+from bootlab.store.layout import ModelRecord, Store, check_name, model_store
+from bootlab.store.sources import registry as registry_source
 
 
 @dataclass
 class Context:
     paths: Paths
+    jobs: Jobs = field(default_factory=Jobs)
     # GPUs do not come and go while the machine runs: probe once, when first needed.
     _profile: sysinfo.HardwareProfile | None = None
     _probe_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -55,6 +69,9 @@ class Context:
             return self.profile().name
         return self._profile.name
 
+
+# Set by the server in every handler's parameters: the uid of the peer on the socket.
+CALLER_UID = "caller_uid"
 
 Handler = Callable[[Context, dict[str, str], Any], BaseModel]
 
@@ -183,6 +200,111 @@ def post_service_start(context: Context, params: dict[str, str], _: None) -> Ser
 def post_service_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
     workload = cast(services.Workload, params["workload"])
     return _as_model(workload, services.stop(workload))
+
+
+# Models --------------------------------------------------------------------------------------
+
+
+def _store(context: Context) -> Store:
+    return model_store(context.paths, config.load(context.paths).models.directory)
+
+
+def _model(store: Store, record: ModelRecord) -> Model:
+    return Model(
+        name=record.name,
+        path=str(store.models / record.name),
+        source=record.source,
+        snapshot=record.snapshot,
+        manifest=record.manifest,
+        size=record.size,
+        pulled_at=record.pulled_at,
+        files=[ModelFile(path=p, digest=f.digest, size=f.size) for p, f in record.files.items()],
+    )
+
+
+def get_models(context: Context, _: dict[str, str], __: None) -> ModelList:
+    store = _store(context)
+    store.ensure()
+    models = [_model(store, record) for record in store.records()]
+    return ModelList(models=models, store_bytes=store.footprint())
+
+
+def get_model(context: Context, params: dict[str, str], _: None) -> Model:
+    store = _store(context)
+    return _model(store, store.record(params["name"]))
+
+
+def post_pull(context: Context, params: dict[str, str], body: PullRequest) -> Job:
+    if sources.is_local(body.reference) and params.get(CALLER_UID) != "0":
+        # The store is readable by the bootlab group: importing a file would let a member
+        # read what only root may.
+        raise die(
+            "only root may import local files into the store",
+            hint="run the pull with sudo",
+            exit_code=77,
+        )
+    store = _store(context)
+    settings = config.load(context.paths)
+    name = check_name(body.name or sources.default_name(body.reference))
+    options = sources.PullOptions(
+        tls_verify=body.tls_verify, hf_endpoint=settings.models.hf_endpoint
+    )
+
+    def work(progress: Progress) -> Model:
+        record = sources.pull(
+            body.reference, name, store, context.paths, progress=progress, options=options
+        )
+        return _model(store, record)
+
+    return context.jobs.start("pull", f"{body.reference} as {name}", work)
+
+
+def post_push(context: Context, _: dict[str, str], body: PushRequest) -> Job:
+    store = _store(context)
+    store.record(body.name)  # a missing model is an answer now, not a failed job later
+
+    def work(progress: Progress) -> Model:
+        registry_source.push(
+            body.name,
+            body.reference,
+            store,
+            context.paths,
+            tls_verify=body.tls_verify,
+            progress=progress,
+        )
+        return _model(store, store.record(body.name))
+
+    return context.jobs.start("push", f"{body.name} to {body.reference}", work)
+
+
+def get_job(context: Context, params: dict[str, str], _: None) -> Job:
+    job = context.jobs.get(params["id"])
+    if job is None:
+        raise die(
+            f"no job '{params['id']}'", hint="jobs are kept until bootlabd restarts", exit_code=6
+        )
+    return job
+
+
+def post_verify(context: Context, params: dict[str, str], _: None) -> VerifyResult:
+    problems = _store(context).verify(params["name"])
+    return VerifyResult(name=params["name"], ok=not problems, problems=problems)
+
+
+def post_remove(context: Context, params: dict[str, str], _: None) -> Model:
+    store = _store(context)
+    with store.locked(check_name(params["name"])):
+        return _model(store, store.remove(params["name"]))
+
+
+def post_gc(context: Context, _: dict[str, str], __: None) -> GcResult:
+    report = _store(context).gc()
+    return GcResult(
+        blobs=report.blobs,
+        snapshots=report.snapshots,
+        partials=report.partials,
+        bytes_freed=report.bytes_freed,
+    )
 
 
 _WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(services.WORKLOADS)}

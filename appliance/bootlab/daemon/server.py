@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from bootlab import journal
 from bootlab.api import ErrorBody
 from bootlab.daemon import openapi
-from bootlab.daemon.routes import ROUTES, Context, Route
+from bootlab.daemon.routes import CALLER_UID, ROUTES, Context, Route
 from bootlab.errors import BootlabError
 from bootlab.paths import Paths
 
@@ -107,7 +107,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             route, params = self._route(method, path)
             body = self._body(route)
-            result = route.handler(self.server.context, params, body)
+            # Handlers that act on the caller's behalf (local imports) check who asks.
+            result = route.handler(self.server.context, {**params, CALLER_UID: str(uid)}, body)
         except _RequestError as error:
             return self._error(error.status, error.message, error.hint, 2)
         except BootlabError as error:

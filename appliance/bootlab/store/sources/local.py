@@ -1,0 +1,58 @@
+"""Local models: a directory (or one file, e.g. a GGUF) on this machine, imported into the
+store by reflink where the filesystem can (no second copy), else copied."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bootlab.errors import die
+from bootlab.store.fetch import Progress
+from bootlab.store.layout import FileEntry, ModelRecord, Store
+
+
+def pull(text: str, name: str, store: Store, *, progress: Progress) -> ModelRecord:
+    source = Path(text.removeprefix("file://"))
+    if not source.is_absolute():
+        raise die(
+            f"'{text}' is not an absolute path",
+            hint="give the model's directory or file as an absolute path",
+            exit_code=2,
+        )
+    if not source.exists():
+        raise die(
+            f"'{text}' is neither a model reference nor a path that exists",
+            hint="use docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV], or a "
+            "local directory or file",
+            exit_code=2,
+        )
+    root = source.resolve()
+    if len(root.parts) <= 2 and root.is_dir():
+        raise die(
+            f"refusing to import {root}: that is a system directory, not a model",
+            hint="give the model's own directory",
+            exit_code=2,
+        )
+    if root.is_file():
+        chosen = {root.name: root}
+    else:
+        chosen = {}
+        for path in sorted(root.rglob("*")):
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise die(
+                    f"{path} links outside {root}", hint="copy the file in instead", exit_code=7
+                )
+            if path.is_file():
+                chosen[str(path.relative_to(root))] = path
+            elif not path.is_dir():
+                raise die(f"{path} is not a regular file", exit_code=7)
+    progress.total = sum(path.stat().st_size for path in chosen.values())
+    entries: dict[str, FileEntry] = {}
+    for relative, path in chosen.items():
+        if not os.access(path, os.R_OK):
+            raise die(f"cannot read {path}", hint="check its permissions", exit_code=1)
+        entry = store.ingest(path, move=False)
+        entries[relative] = entry
+        progress.add(entry.size, fetched=True)
+    with store.locked(name):
+        return store.publish(name, entries, source=f"file://{root}", manifest=None)

@@ -1,0 +1,469 @@
+"""The model store against a real registry (docker-registry, htpasswd): every source, the
+pull engine's resume and verification, and every bad input the issue names."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from bootlab import auth
+from bootlab.errors import BootlabError
+from bootlab.paths import Paths
+from bootlab.registry import Session
+from bootlab.store import fetch, sources
+from bootlab.store.fetch import Progress
+from bootlab.store.layout import Store, check_name, model_store
+from bootlab.store.sources import registry as registry_source
+from infra import REPO_ROOT, Registry, sh
+
+pytestmark = pytest.mark.integration
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def paths(tmp_path: Path, registry: Registry) -> Paths:
+    paths = Paths(tmp_path / "root")
+    auth.store(paths, registry.host, auth.Credentials(registry.username, registry.password))
+    return paths
+
+
+@pytest.fixture
+def store(paths: Paths) -> Store:
+    return model_store(paths)
+
+
+def make_model(directory: Path, big: int = 3 * MiB) -> dict[str, bytes]:
+    contents = {
+        "config.json": b'{"architectures": ["LlamaForCausalLM"]}',
+        "model.safetensors": os.urandom(big),
+        "tokenizer/tokenizer.json": b'{"version": "1.0"}',
+    }
+    for name, data in contents.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+    return contents
+
+
+def pull(reference: str, name: str, store: Store, paths: Paths) -> tuple[object, Progress]:
+    progress = Progress()
+    options = sources.PullOptions(tls_verify=False)
+    record = sources.pull(reference, name, store, paths, progress=progress, options=options)
+    return record, progress
+
+
+def assert_model(store: Store, name: str, contents: dict[str, bytes]) -> None:
+    directory = store.models / name
+    found = {
+        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+    }
+    assert found == contents
+    assert store.verify(name) == []
+
+
+def session(registry: Registry, repository: str) -> Session:
+    credentials = auth.Credentials(registry.username, registry.password)
+    return Session(registry.host, repository, credentials, tls_verify=False, push=True)
+
+
+def push_layers(
+    registry: Registry,
+    repository: str,
+    layers: list[tuple[bytes, dict[str, str]]],
+    media: str = "application/vnd.oci.image.layer.v1.tar",
+) -> None:
+    """An image made by hand, layer by layer: for the malformed ones podman would refuse."""
+    remote = session(registry, repository)
+    entries = []
+    for data, notes in layers:
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        registry_source._upload_bytes(remote, digest, data)
+        entries.append(
+            {
+                "mediaType": media,
+                "digest": digest,
+                "size": len(data),
+                **({"annotations": notes} if notes else {}),
+            }
+        )
+    config = b"{}"
+    config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+    registry_source._upload_bytes(remote, config_digest, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": registry_source.OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": entries,
+        }
+    ).encode()
+    remote.open(
+        "PUT",
+        f"/v2/{repository}/manifests/1",
+        headers={"Content-Type": registry_source.OCI_MANIFEST},
+        body=manifest,
+        expect=(201,),
+    ).close()
+
+
+def tar_of(members: list[tarfile.TarInfo], payload: bytes = b"data") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for member in members:
+            if member.isfile():
+                member.size = len(payload)
+                archive.addfile(member, io.BytesIO(payload))
+            else:
+                archive.addfile(member)
+    return buffer.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+# Sources -------------------------------------------------------------------------------------
+
+
+def test_docker_image_with_tar_layers(
+    tmp_path: Path, registry: Registry, store: Store, paths: Paths
+) -> None:
+    """RHEL AI's shape: files under /models in ordinary image layers, built by podman."""
+    context = tmp_path / "context"
+    contents = make_model(context / "models")
+    (context / "Containerfile").write_text("FROM scratch\nCOPY models/ /models/\n")
+    image = f"{registry.host}/models/granite-tar:1"
+    sh("podman", "build", "-q", "-t", image, str(context))
+    sh(
+        "podman",
+        "push",
+        "-q",
+        "--tls-verify=false",
+        f"--creds={registry.username}:{registry.password}",
+        image,
+    )
+    record, progress = pull(f"docker://{image}", "granite", store, paths)
+    assert_model(store, "granite", contents)
+    assert progress.fetched == progress.total > 0
+    assert record.manifest and record.source == f"docker://{image}"  # type: ignore[attr-defined]
+    assert not list(store.partial.iterdir())  # the layer tar is gone once unpacked
+    # Pulled again: nothing crosses the network, the files are the same blobs.
+    _, again = pull(f"docker://{image}", "granite-again", store, paths)
+    assert again.fetched == 0
+    assert os.path.samefile(
+        store.models / "granite/model.safetensors", store.models / "granite-again/model.safetensors"
+    )
+
+
+def test_push_then_pull_an_oci_artifact(
+    tmp_path: Path, registry: Registry, store: Store, paths: Paths
+) -> None:
+    contents = make_model(tmp_path / "checkpoint")
+    pull(str(tmp_path / "checkpoint"), "trained", store, paths)
+    assert_model(store, "trained", contents)
+    reference = f"docker://{registry.host}/models/trained:v1"
+    digest = registry_source.push(
+        "trained", reference, store, paths, tls_verify=False, progress=Progress()
+    )
+    manifest = json.loads(
+        sh(
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            f"--creds={registry.username}:{registry.password}",
+            reference,
+        ).stdout
+    )
+    titles = sorted(layer["annotations"][registry_source.TITLE] for layer in manifest["layers"])
+    assert titles == sorted(contents)
+    other = model_store(Paths(tmp_path / "elsewhere"))
+    other_paths = Paths(tmp_path / "elsewhere")
+    auth.store(other_paths, registry.host, auth.Credentials(registry.username, registry.password))
+    _, progress = pull(
+        f"oci://{registry.host}/models/trained@{digest}", "copy", other, other_paths
+    )
+    assert_model(other, "copy", contents)
+    assert progress.fetched == sum(len(data) for data in contents.values())
+    # One copy on disk: the blobs are the files, the model directory links them.
+    assert other.footprint() <= sum(len(d) for d in contents.values()) + 3 * 4096
+
+
+def test_local_directory_and_single_file(tmp_path: Path, store: Store, paths: Paths) -> None:
+    contents = make_model(tmp_path / "local")
+    pull(str(tmp_path / "local"), "local", store, paths)
+    assert_model(store, "local", contents)
+    (tmp_path / "tiny.gguf").write_bytes(b"GGUF" + os.urandom(1000))
+    pull(f"file://{tmp_path / 'tiny.gguf'}", "tiny", store, paths)
+    assert (store.models / "tiny" / "tiny.gguf").read_bytes()[:4] == b"GGUF"
+    # The original stays editable: the store holds its own copy (or reflink), not a link.
+    assert not os.path.samefile(tmp_path / "local/config.json", store.models / "local/config.json")
+
+
+def test_remove_and_gc_free_exactly_what_is_unused(
+    tmp_path: Path, store: Store, paths: Paths
+) -> None:
+    make_model(tmp_path / "a")
+    pull(str(tmp_path / "a"), "a", store, paths)
+    pull(str(tmp_path / "a"), "b", store, paths)
+    store.remove("a")
+    assert store.gc().blobs == 0  # b still uses every blob
+    store.remove("b")
+    report = store.gc()
+    assert report.blobs == 3 and report.bytes_freed >= 3 * MiB
+    assert not list(store.blobs.iterdir())
+
+
+# Bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("members", "fragment"),
+    [
+        ([member("/etc/passwd")], "outside the model directory"),
+        ([member("models/../../escape")], "outside the model directory"),
+        ([member("dev", tarfile.CHRTYPE)], "device, fifo or other special file"),
+        ([member("fifo", tarfile.FIFOTYPE)], "device, fifo or other special file"),
+        (
+            [member("x", tarfile.REGTYPE), member("link", tarfile.SYMTYPE, "../../etc/shadow")],
+            "escapes the model directory",
+        ),
+        ([member("abs", tarfile.SYMTYPE, "/etc/shadow")], "points outside"),
+    ],
+    ids=["absolute", "dotdot", "chardev", "fifo", "symlink-escape", "symlink-absolute"],
+)
+def test_malicious_layers_are_refused_and_nothing_is_published(
+    registry: Registry, store: Store, paths: Paths, members: list[tarfile.TarInfo], fragment: str
+) -> None:
+    shape = repr([(m.name, m.type, m.linkname) for m in members]).encode()
+    repository = f"evil/{hashlib.sha256(shape).hexdigest()[:12]}"
+    push_layers(registry, repository, [(tar_of(members), {})])
+    with pytest.raises(BootlabError) as refused:
+        pull(f"docker://{registry.host}/{repository}:1", "evil", store, paths)
+    assert fragment in refused.value.message and refused.value.exit_code == 7
+    assert not (store.models / "evil").exists() and store.records() == []
+
+
+def test_truncated_layer_is_refused(registry: Registry, store: Store, paths: Paths) -> None:
+    whole = tar_of([member("model.bin")], payload=os.urandom(100_000))
+    push_layers(registry, "broken/truncated", [(whole[: len(whole) // 2], {})])
+    with pytest.raises(BootlabError) as refused:
+        pull(f"docker://{registry.host}/broken/truncated:1", "t", store, paths)
+    assert refused.value.exit_code == 7 and "truncated or corrupt" in refused.value.message
+    assert store.records() == []
+
+
+def test_digest_mismatch_is_refused_and_nothing_kept(
+    tmp_path: Path, registry: Registry, store: Store, paths: Paths
+) -> None:
+    data = os.urandom(200_000)
+    push_layers(registry, "broken/mismatch", [(data, {registry_source.TITLE: "w.bin"})])
+    digest = hashlib.sha256(data).hexdigest()
+    # Corrupt the blob where docker-registry keeps it: the registry serves the wrong bytes.
+    blob = next(
+        Path("/tmp").glob(
+            f"pytest-of-*/pytest-*/registry*/data/docker/registry/v2/"
+            f"blobs/sha256/{digest[:2]}/{digest}/data"
+        ),
+        None,
+    )
+    assert blob is not None, "registry storage not found"
+    blob.write_bytes(b"X" + data[1:])
+    with pytest.raises(BootlabError) as refused:
+        pull(f"docker://{registry.host}/broken/mismatch:1", "m", store, paths)
+    assert refused.value.exit_code == 7 and "arrived with content" in refused.value.message
+    assert store.records() == [] and not store.has_blob(f"sha256:{digest}")
+    assert all(p.stat().st_size == 0 for p in store.partial.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("docker://{host}/no/such:1", (6, "not found")),
+        ("docker://quay", (2, "not a full image reference")),
+        ("docker://127.0.0.1:9/a/b:1", (5, "not reachable")),
+        ("relative/path", (2, "not an absolute path")),
+        ("/nonexistent/model", (2, "neither a model reference nor a path")),
+        ("/", (2, "system directory")),
+    ],
+)
+def test_bad_references(
+    registry: Registry, store: Store, paths: Paths, reference: str, expected: tuple[int, str]
+) -> None:
+    with pytest.raises(BootlabError) as refused:
+        pull(reference.format(host=registry.host), "m", store, paths)
+    assert (refused.value.exit_code, expected[1] in refused.value.message) == (expected[0], True)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "", ".", "x" * 200, "sp ace"])
+def test_model_names_with_separators_are_refused(store: Store, paths: Paths, name: str) -> None:
+    with pytest.raises(BootlabError) as refused:
+        check_name(name)
+    assert refused.value.exit_code == 2 and "not a model name" in refused.value.message
+
+
+def test_unauthorized_without_login(tmp_path: Path, registry: Registry) -> None:
+    paths = Paths(tmp_path / "nologin")
+    with pytest.raises(BootlabError) as refused:
+        pull(f"docker://{registry.host}/models/granite-tar:1", "m", model_store(paths), paths)
+    assert refused.value.exit_code == 4 and "bootlab login" in (refused.value.hint or "")
+
+
+def test_disk_space_is_checked_before_the_first_byte(
+    tmp_path: Path, registry: Registry, paths: Paths
+) -> None:
+    push_layers(registry, "big/model", [(os.urandom(24 * MiB), {registry_source.TITLE: "w"})])
+    small = tmp_path / "small"
+    small.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small))
+    try:
+        store = Store(small / "store", small / "models")
+        with pytest.raises(BootlabError) as refused:
+            pull(f"docker://{registry.host}/big/model:1", "big", store, paths)
+        assert refused.value.exit_code == 8
+        message = refused.value.message
+        assert "needs 24.0 MiB" in message and "16.0 MiB are free" in message
+        assert not list(store.partial.glob("*[0-9a-f]"))
+    finally:
+        sh("umount", str(small))
+
+
+# The engine: resume, registry gone, shared downloads ------------------------------------------
+
+
+def test_registry_gone_mid_download_then_resume(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that dies mid-pull: a clear error, the partial kept; the next pull
+    fetches only what is missing and verifies."""
+    from infra import _registry
+
+    monkeypatch.setattr(fetch, "CHUNK", 1 * MiB)
+    monkeypatch.setattr(fetch, "ATTEMPTS", 2)
+    monkeypatch.setattr(fetch, "BACKOFF_S", 0.05)
+    data = os.urandom(40 * MiB)
+    (tmp_path / "flaky").mkdir()
+    with _registry(tmp_path / "flaky", tls=False) as flaky:
+        paths = Paths(tmp_path / "root")
+        auth.store(paths, flaky.host, auth.Credentials(flaky.username, flaky.password))
+        store = model_store(paths)
+        push_layers(flaky, "m/big", [(data, {registry_source.TITLE: "weights.bin"})])
+        progress = Progress()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                sources.pull(
+                    f"docker://{flaky.host}/m/big:1",
+                    "big",
+                    store,
+                    paths,
+                    progress=progress,
+                    options=sources.PullOptions(tls_verify=False),
+                )
+            except BaseException as error:
+                failure.append(error)
+
+        slow = threading.Thread(target=run)
+        monkeypatch.setattr(fetch, "WINDOW", 2)
+        slow.start()
+        while progress.done < 10 * MiB and slow.is_alive():
+            time.sleep(0.005)
+        processes = subprocess.run(
+            ["pgrep", "-f", str(tmp_path / "flaky")], capture_output=True, text=True, check=False
+        ).stdout.split()
+        for pid in processes:
+            os.kill(int(pid), signal.SIGKILL)
+        slow.join(60)
+        assert failure and isinstance(failure[0], BootlabError)
+        assert failure[0].exit_code == 5 and "resumes" in (failure[0].hint or "")
+        assert store.records() == []
+    with _registry(
+        tmp_path / "flaky",
+        tls=False,
+        port=int(flaky.host.rsplit(":", 1)[1]),
+        credentials=(flaky.username, flaky.password),
+    ) as back:
+        assert back.host == flaky.host
+        _, resumed = pull(f"docker://{back.host}/m/big:1", "big", store, paths)
+        assert resumed.fetched < len(data) - 5 * MiB
+        assert store.verify("big") == []
+
+
+KILLED = """
+import sys
+from pathlib import Path
+from bootlab.paths import Paths
+from bootlab.store import fetch, sources
+from bootlab.store.layout import model_store
+fetch.CHUNK = 1 << 20
+paths = Paths(Path(sys.argv[1]))
+sources.pull(sys.argv[2], "big", model_store(paths), paths, progress=fetch.Progress(),
+             options=sources.PullOptions(tls_verify=False))
+"""
+
+
+def test_kill_9_mid_pull_then_resume_verifies(
+    tmp_path: Path, registry: Registry, paths: Paths, store: Store
+) -> None:
+    data = os.urandom(64 * MiB)
+    push_layers(registry, "m/killed", [(data, {registry_source.TITLE: "weights.bin"})])
+    reference = f"docker://{registry.host}/m/killed:1"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(paths.root), reference],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "appliance")},
+    )
+    marks = store.partial / (hashlib.sha256(data).hexdigest() + ".chunks")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if marks.exists() and marks.read_bytes()[8:].count(1) >= 32:
+            break
+        time.sleep(0.002)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done_before = marks.read_bytes()[8:].count(1)
+    assert 0 < done_before < 64, "the kill came too late or too early to test a resume"
+    _, resumed = pull(reference, "big", store, paths)
+    assert resumed.fetched <= len(data) - done_before * MiB + 1
+    assert (store.models / "big/weights.bin").read_bytes() == data
+    assert store.verify("big") == []
+
+
+def test_two_pulls_of_one_model_share_one_download(
+    tmp_path: Path, registry: Registry, store: Store, paths: Paths
+) -> None:
+    data = os.urandom(32 * MiB)
+    push_layers(registry, "m/shared", [(data, {registry_source.TITLE: "w.bin"})])
+    reference = f"docker://{registry.host}/m/shared:1"
+    progresses = [Progress(), Progress()]
+    threads = [
+        threading.Thread(
+            target=sources.pull,
+            args=(reference, f"s{i}", store, paths),
+            kwargs={"progress": progresses[i], "options": sources.PullOptions(tls_verify=False)},
+        )
+        for i in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(p.fetched for p in progresses) == len(data)
+    assert os.path.samefile(store.models / "s0/w.bin", store.models / "s1/w.bin")
