@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,13 +27,15 @@ class Daemon:
 
 
 @contextmanager
-def running_daemon(extra_args: tuple[str, ...] = ()) -> Iterator[Daemon]:
+def running_daemon(extra_args: tuple[str, ...] = (), root: Path | None = None) -> Iterator[Daemon]:
+    """A daemon in a new temporary root, or in `root` (a restart keeps its state)."""
     # Unix socket paths are limited to 108 bytes: keep the root short.
-    with tempfile.TemporaryDirectory(prefix="bl-", dir="/tmp") as scratch:
-        root = Path(scratch)
+    with contextlib.ExitStack() as stack:
+        if root is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bl-", dir="/tmp")))
         socket_path = root / "api.sock"
         env = {**os.environ, "BOOTLAB_ROOT": str(root), "PYTHONPATH": str(REPO_ROOT / "appliance")}
-        log = (root / "daemon.log").open("wb")
+        log = (root / "daemon.log").open("ab")
         process = subprocess.Popen(
             [
                 sys.executable,

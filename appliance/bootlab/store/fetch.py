@@ -28,8 +28,8 @@ from bootlab.store.layout import Store
 
 log = logging.getLogger("bootlab.pull")
 
-CHUNK = 16 << 20
-WINDOW = 8  # chunks in memory ahead of the hash: bounds memory to WINDOW * CHUNK
+CHUNK = 32 << 20
+WINDOW = 4  # chunks in memory ahead of the hash: at most WINDOW * CHUNK per blob
 ATTEMPTS = 6
 _HEADER = 8  # the sidecar starts with the chunk size, then one mark byte per chunk
 BACKOFF_S = 0.5

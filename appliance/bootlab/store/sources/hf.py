@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bootlab.errors import die
+from bootlab.errors import BootlabError, die
 from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store, check_name, safe_relative
@@ -148,12 +148,7 @@ def pull_hf(
         raise die(f"'{endpoint}' is not a Hub address", hint="e.g. https://hf-mirror.example.com")
     python = paths.ml_venv / "bin/python"
     if not python.exists():
-        raise die(
-            "the hf source needs huggingface_hub from the image's ML stack, which is not "
-            f"installed here ({python} is missing)",
-            hint="use an image that ships the ML stack, or download the model elsewhere and "
-            "pull its directory",
-        )
+        raise _needs_ml_stack(f"{python} is missing")
     store.ensure()
     key = hashlib.sha256(f"{repo}@{revision or ''}".encode()).hexdigest()[:16]
     staging = store.staging / f"hf-{key}"
@@ -235,14 +230,18 @@ def _download(
         raise die(f"huggingface_hub failed to download {what}: {last[0]}", exit_code=1)
     kind = str(failure["error"])
     if kind == "missing":
-        raise die(
-            f"the hf source needs huggingface_hub from the image's ML stack, and {python} "
-            f"cannot import it: {failure.get('detail')}",
-            hint="the image's ML stack is incomplete; rebuild or upgrade the image",
-        )
+        raise _needs_ml_stack(f"{python} cannot import it ({failure.get('detail')})")
     message, hint, code = _FAILURES.get(kind, _FAILURES["other"])
     fields = {"what": what, "hub": hub, "revision": revision or "main", **failure}
     raise die(message.format(**fields), hint=hint, exit_code=code)
+
+
+def _needs_ml_stack(why: str) -> BootlabError:
+    return die(
+        f"the hf source needs huggingface_hub from the image's ML stack: {why}",
+        hint="use an image that ships the ML stack, or download the model elsewhere and "
+        "pull its directory",
+    )
 
 
 def _listing(said: dict[str, Any], hub: str, what: str) -> _Listing:

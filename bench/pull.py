@@ -1,0 +1,199 @@
+"""Benchmark: pulling a ~1 GiB model from the loopback registry, bootlab against skopeo.
+
+In one run: make a model (four random safetensors files and a config), push it as an OCI
+artifact to a local docker-registry with htpasswd auth, then alternately time `skopeo copy`
+to an `oci:` directory and `bootlab model pull` (CLI → bootlabd), three times each; then
+kill bootlabd at half of a pull, start it again, pull again and count what came twice.
+
+Prints one JSON object as its last stdout line: skopeo_mb_s and bootlab_mb_s (medians),
+ratio (goal >= 1.2), resume_refetch_bytes (goal <= 64 MiB) and disk_footprint_ratio (store
+bytes on disk over model bytes, goal 1.0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
+
+from appliance_daemon import Daemon, running_daemon  # noqa: E402
+from bootlab import auth  # noqa: E402
+from bootlab.paths import Paths  # noqa: E402
+from bootlab.store.fetch import Progress  # noqa: E402
+from bootlab.store.layout import Store, model_store  # noqa: E402
+from bootlab.store.sources import local  # noqa: E402
+from bootlab.store.sources import registry as registry_source  # noqa: E402
+from infra import Registry, _registry  # noqa: E402
+
+MiB = 1 << 20
+SHARDS = 4
+SHARD_BYTES = 256 * MiB
+RUNS = 3
+
+
+def write_safetensors(path: Path, size: int) -> None:
+    """A valid safetensors file: a header naming one uint8 tensor, then random bytes."""
+    header = json.dumps({"weight": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}})
+    encoded = header.encode().ljust(-(-len(header) // 8) * 8)
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(encoded)) + encoded)
+        for _ in range(size // (16 * MiB)):
+            handle.write(os.urandom(16 * MiB))
+
+
+def make_model(directory: Path) -> None:
+    directory.mkdir()
+    for index in range(SHARDS):
+        write_safetensors(
+            directory / f"model-{index + 1:05d}-of-{SHARDS:05d}.safetensors", SHARD_BYTES
+        )
+    (directory / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+
+
+def bootlab(daemon: Daemon, *args: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-m", "bootlab.cli", *args, "--json"],
+        env={**daemon.env(), "PYTHONPATH": str(ROOT / "appliance")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        sys.exit(f"bootlab {' '.join(args)} failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))
+    with tempfile.TemporaryDirectory(prefix="bootlab-pull-", dir="/var/tmp") as scratch:
+        work = Path(scratch)
+        (work / "registry").mkdir()
+        with _registry(work / "registry", tls=False) as registry, running_daemon() as daemon:
+            print(json.dumps(measure(work, registry, daemon)))
+
+
+def measure(work: Path, registry: Registry, daemon: Daemon) -> dict[str, object]:
+    credentials = auth.Credentials(registry.username, registry.password)
+    # The model, pushed once with bootlab's own push (an OCI artifact, one layer a file).
+    builder = Paths(work / "builder")
+    auth.store(builder, registry.host, credentials)
+    make_model(work / "model")
+    local.pull(str(work / "model"), "bench", model_store(builder), progress=Progress())
+    reference = f"docker://{registry.host}/bench/model:1"
+    registry_source.push(
+        "bench", reference, model_store(builder), builder, tls_verify=False, progress=Progress()
+    )
+    size = model_store(builder).record("bench").size
+    shutil.rmtree(work / "model")
+    shutil.rmtree(builder.root)
+
+    appliance = Paths(daemon.root)
+    auth.store(appliance, registry.host, credentials)  # what `bootlab login` writes
+    skopeo_s, bootlab_s = [], []
+    for run in range(RUNS):  # alternated: this machine's speed drifts within a run
+        target = work / f"oci-{run}"
+        skopeo_s.append(
+            timed(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                    f"--src-creds={registry.username}:{registry.password}",
+                    reference,
+                    f"oci:{target}:m",
+                ]
+            )
+        )
+        shutil.rmtree(target)
+        started = time.perf_counter()
+        bootlab(daemon, "model", "pull", "--tls-verify=false", "--name", "bench", reference)
+        bootlab_s.append(time.perf_counter() - started)
+        if run < RUNS - 1:
+            bootlab(daemon, "model", "remove", "bench")
+            bootlab(daemon, "model", "gc")
+    store = model_store(appliance)
+    footprint = store.footprint() / size
+    refetched = resume_after_kill(daemon, store, reference, size)
+    skopeo_rate = size / statistics.median(skopeo_s) / 1e6
+    bootlab_rate = size / statistics.median(bootlab_s) / 1e6
+    return {
+        "model_bytes": size,
+        "skopeo_mb_s": round(skopeo_rate, 1),
+        "bootlab_mb_s": round(bootlab_rate, 1),
+        "ratio": round(bootlab_rate / skopeo_rate, 3),
+        "resume_refetch_bytes": refetched,
+        "disk_footprint_ratio": round(footprint, 4),
+        "goals": {"ratio": 1.2, "resume_refetch_bytes": 64 * MiB, "disk_footprint_ratio": 1.0},
+    }
+
+
+def resume_after_kill(daemon: Daemon, store: Store, reference: str, size: int) -> int:
+    """kill -9 the daemon half-way through a pull; the next pull must fetch only the rest.
+    Returns the bytes fetched twice."""
+    bootlab(daemon, "model", "remove", "bench")
+    bootlab(daemon, "model", "gc")
+    env = {**daemon.env(), "PYTHONPATH": str(ROOT / "appliance")}
+    puller = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bootlab.cli",
+            "model",
+            "pull",
+            "--tls-verify=false",
+            "--name",
+            "bench",
+            reference,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    partial = store.partial
+    on_disk = 0
+    deadline = time.monotonic() + 120
+    while on_disk < size // 2 and time.monotonic() < deadline:
+        on_disk = sum(_marked(sidecar) for sidecar in partial.glob("*.chunks"))
+        time.sleep(0.01)
+    os.kill(daemon.process.pid, signal.SIGKILL)
+    daemon.process.wait()
+    puller.wait()
+    on_disk = sum(_marked(sidecar) for sidecar in partial.glob("*.chunks"))
+    on_disk += sum(p.stat().st_size for p in store.blobs.iterdir())
+    with running_daemon(root=daemon.root) as again:
+        job = bootlab(again, "model", "pull", "--tls-verify=false", "--name", "bench", reference)
+        if bootlab(again, "model", "verify", "bench").get("ok") is not True:
+            sys.exit("the resumed model does not verify")
+    fetched = int(str(job["fetched"]))
+    return max(0, fetched - (size - on_disk))
+
+
+def _marked(sidecar: Path) -> int:
+    """Bytes a partial download's sidecar says are on disk."""
+    data = sidecar.read_bytes()
+    if len(data) < 8:
+        return 0
+    chunk = int.from_bytes(data[:8], "little")
+    return data[8:].count(1) * chunk
+
+
+if __name__ == "__main__":
+    main()
