@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
 
 from appliance_daemon import Daemon, running_daemon  # noqa: E402
-from bootlab import auth  # noqa: E402
+from bootlab import auth, client  # noqa: E402
 from bootlab.paths import Paths  # noqa: E402
 from bootlab.store.fetch import Progress  # noqa: E402
-from bootlab.store.layout import Store, model_store  # noqa: E402
+from bootlab.store.layout import model_store  # noqa: E402
 from bootlab.store.sources import local  # noqa: E402
 from bootlab.store.sources import registry as registry_source  # noqa: E402
 from infra import Registry, _registry  # noqa: E402
@@ -39,7 +39,7 @@ from infra import Registry, _registry  # noqa: E402
 MiB = 1 << 20
 SHARDS = 4
 SHARD_BYTES = 256 * MiB
-RUNS = 3
+RUNS = 5
 
 
 def write_safetensors(path: Path, size: int) -> None:
@@ -123,15 +123,15 @@ def measure(work: Path, registry: Registry, daemon: Daemon) -> dict[str, object]
             )
         )
         shutil.rmtree(target)
+        os.sync()
         started = time.perf_counter()
         bootlab(daemon, "model", "pull", "--tls-verify=false", "--name", "bench", reference)
         bootlab_s.append(time.perf_counter() - started)
         if run < RUNS - 1:
             bootlab(daemon, "model", "remove", "bench")
             bootlab(daemon, "model", "gc")
-    store = model_store(appliance)
-    footprint = store.footprint() / size
-    refetched = resume_after_kill(daemon, store, reference, size)
+    footprint = model_store(appliance).footprint() / size
+    refetched = resume_after_kill(daemon, reference, size)
     skopeo_rate = size / statistics.median(skopeo_s) / 1e6
     bootlab_rate = size / statistics.median(bootlab_s) / 1e6
     return {
@@ -145,54 +145,31 @@ def measure(work: Path, registry: Registry, daemon: Daemon) -> dict[str, object]
     }
 
 
-def resume_after_kill(daemon: Daemon, store: Store, reference: str, size: int) -> int:
-    """kill -9 the daemon half-way through a pull; the next pull must fetch only the rest.
-    Returns the bytes fetched twice."""
+def resume_after_kill(daemon: Daemon, reference: str, size: int) -> int:
+    """kill -9 bootlabd half-way through a pull, start it again, pull again. Returns the
+    bytes that crossed the network twice: fetched before the kill (as the job last said,
+    a moment before the kill) plus fetched after, minus the model's size."""
     bootlab(daemon, "model", "remove", "bench")
     bootlab(daemon, "model", "gc")
-    env = {**daemon.env(), "PYTHONPATH": str(ROOT / "appliance")}
-    puller = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bootlab.cli",
-            "model",
-            "pull",
-            "--tls-verify=false",
-            "--name",
-            "bench",
-            reference,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    partial = store.partial
-    on_disk = 0
+    body = {"reference": reference, "name": "bench", "tls_verify": False}
+    job = client.call(daemon.socket, "POST", "/v1/models/pull", body)
+    before = 0
     deadline = time.monotonic() + 120
-    while on_disk < size // 2 and time.monotonic() < deadline:
-        on_disk = sum(_marked(sidecar) for sidecar in partial.glob("*.chunks"))
-        time.sleep(0.01)
+    while time.monotonic() < deadline:
+        state = client.call(daemon.socket, "GET", f"/v1/jobs/{job['id']}")
+        before = int(state["fetched"])
+        if state["done"] >= size // 2 or state["state"] != "running":
+            break
+        time.sleep(0.005)
     os.kill(daemon.process.pid, signal.SIGKILL)
     daemon.process.wait()
-    puller.wait()
-    on_disk = sum(_marked(sidecar) for sidecar in partial.glob("*.chunks"))
-    on_disk += sum(p.stat().st_size for p in store.blobs.iterdir())
     with running_daemon(root=daemon.root) as again:
-        job = bootlab(again, "model", "pull", "--tls-verify=false", "--name", "bench", reference)
+        after = bootlab(again, "model", "pull", "--tls-verify=false", "--name", "bench", reference)
         if bootlab(again, "model", "verify", "bench").get("ok") is not True:
             sys.exit("the resumed model does not verify")
-    fetched = int(str(job["fetched"]))
-    return max(0, fetched - (size - on_disk))
-
-
-def _marked(sidecar: Path) -> int:
-    """Bytes a partial download's sidecar says are on disk."""
-    data = sidecar.read_bytes()
-    if len(data) < 8:
-        return 0
-    chunk = int.from_bytes(data[:8], "little")
-    return data[8:].count(1) * chunk
+    refetched = before + int(str(after["fetched"])) - size
+    print(f"resume: {before} bytes before the kill, {after['fetched']} after", file=sys.stderr)
+    return max(0, refetched)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def running_daemon(extra_args: tuple[str, ...] = (), root: Path | None = None) -
         if root is None:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bl-", dir="/tmp")))
         socket_path = root / "api.sock"
+        socket_path.unlink(missing_ok=True)  # a killed daemon's: not an answer yet
         env = {**os.environ, "BOOTLAB_ROOT": str(root), "PYTHONPATH": str(REPO_ROOT / "appliance")}
         log = (root / "daemon.log").open("ab")
         process = subprocess.Popen(

@@ -259,8 +259,7 @@ def _follow(paths: Paths, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
     interactive = sys.stderr.isatty() and not quiet
     last_line = 0.0
     while job["state"] == "running":
-        time.sleep(0.25)
-        job = _api(paths, "GET", f"/v1/jobs/{job['id']}")
+        job = _api(paths, "GET", f"/v1/jobs/{job['id']}/wait")
         if interactive:
             print("\r" + _progress_line(job), end="", file=sys.stderr, flush=True)
         elif not quiet and time.monotonic() - last_line > 5:
@@ -364,7 +363,10 @@ def cmd_model_verify(args: argparse.Namespace, paths: Paths) -> int:
 
 def cmd_model_remove(args: argparse.Namespace, paths: Paths) -> int:
     model = _api(paths, "POST", f"/v1/models/{args.name}/remove")
-    print(f"removed {model['name']} (`bootlab model gc` frees its space)")
+    if args.json:
+        _print_json(model)
+    else:
+        print(f"removed {model['name']} (`bootlab model gc` frees its space)")
     return 0
 
 
@@ -488,7 +490,7 @@ def _add_model_commands(commands: Any) -> None:
         ("verify", cmd_model_verify, "Re-hash a model's files against their digests"),
         ("remove", cmd_model_remove, "Remove a model's name"),
     ):
-        sub = command(model, action, handler, summary, json_output=action != "remove")
+        sub = command(model, action, handler, summary, json_output=True)
         sub.add_argument("name")
     command(model, "gc", cmd_model_gc, "Free blobs and downloads no model uses", json_output=True)
 

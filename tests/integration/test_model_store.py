@@ -197,9 +197,7 @@ def test_push_then_pull_an_oci_artifact(
     other = model_store(Paths(tmp_path / "elsewhere"))
     other_paths = Paths(tmp_path / "elsewhere")
     auth.store(other_paths, registry.host, auth.Credentials(registry.username, registry.password))
-    _, progress = pull(
-        f"oci://{registry.host}/models/trained@{digest}", "copy", other, other_paths
-    )
+    _, progress = pull(f"oci://{registry.host}/models/trained@{digest}", "copy", other, other_paths)
     assert_model(other, "copy", contents)
     assert progress.fetched == sum(len(data) for data in contents.values())
     # One copy on disk: the blobs are the files, the model directory links them.
@@ -355,7 +353,8 @@ def test_registry_gone_mid_download_then_resume(
     fetches only what is missing and verifies."""
     from infra import _registry
 
-    monkeypatch.setattr(fetch, "CHUNK", 1 * MiB)
+    monkeypatch.setattr(fetch, "BLOCK", 1 * MiB)
+    monkeypatch.setattr(fetch, "CHUNK", 2 * MiB)
     monkeypatch.setattr(fetch, "ATTEMPTS", 2)
     monkeypatch.setattr(fetch, "BACKOFF_S", 0.05)
     data = os.urandom(40 * MiB)
@@ -382,7 +381,7 @@ def test_registry_gone_mid_download_then_resume(
                 failure.append(error)
 
         slow = threading.Thread(target=run)
-        monkeypatch.setattr(fetch, "WINDOW", 2)
+        monkeypatch.setattr(fetch, "WINDOW_BYTES", 4 * MiB)
         slow.start()
         while progress.done < 10 * MiB and slow.is_alive():
             time.sleep(0.005)
@@ -413,7 +412,7 @@ from pathlib import Path
 from bootlab.paths import Paths
 from bootlab.store import fetch, sources
 from bootlab.store.layout import model_store
-fetch.CHUNK = 1 << 20
+fetch.BLOCK = 1 << 20
 paths = Paths(Path(sys.argv[1]))
 sources.pull(sys.argv[2], "big", model_store(paths), paths, progress=fetch.Progress(),
              options=sources.PullOptions(tls_verify=False))

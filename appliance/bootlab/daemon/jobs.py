@@ -72,10 +72,16 @@ class Jobs:
         ).start()
         return job.view()
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, wait_s: float = 0.0) -> Job | None:
+        """The job now, or once it ends if that is within `wait_s` (a long poll: the CLI
+        learns of the end at once instead of at its next poll)."""
         with self._lock:
             job = self._jobs.get(job_id)
-        return job.view() if job else None
+        if job is None:
+            return None
+        if wait_s > 0:
+            job.done_event.wait(wait_s)
+        return job.view()
 
     def _run(self, job: _Running, work: Callable[[Progress], Model]) -> None:
         log.info("%s %s: started (job %s)", job.kind, job.target, job.id)

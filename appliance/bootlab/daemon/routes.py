@@ -277,12 +277,20 @@ def post_push(context: Context, _: dict[str, str], body: PushRequest) -> Job:
     return context.jobs.start("push", f"{body.name} to {body.reference}", work)
 
 
+WAIT_S = 0.5
+
+
 def get_job(context: Context, params: dict[str, str], _: None) -> Job:
-    job = context.jobs.get(params["id"])
+    return _found(context.jobs.get(params["id"]), params["id"])
+
+
+def get_job_wait(context: Context, params: dict[str, str], _: None) -> Job:
+    return _found(context.jobs.get(params["id"], wait_s=WAIT_S), params["id"])
+
+
+def _found(job: Job | None, job_id: str) -> Job:
     if job is None:
-        raise die(
-            f"no job '{params['id']}'", hint="jobs are kept until bootlabd restarts", exit_code=6
-        )
+        raise die(f"no job '{job_id}'", hint="jobs are kept until bootlabd restarts", exit_code=6)
     return job
 
 
@@ -367,5 +375,46 @@ ROUTES: tuple[Route, ...] = (
         post_service_stop,
         ServiceState,
         parameters=_WORKLOAD,
+    ),
+    Route("GET", "/v1/models", "Models in the store", get_models, ModelList),
+    Route(
+        "POST",
+        "/v1/models/pull",
+        "Pull a model (a job: poll /v1/jobs/{id})",
+        post_pull,
+        Job,
+        PullRequest,
+    ),
+    Route(
+        "POST",
+        "/v1/models/push",
+        "Push a model as an OCI artifact (a job)",
+        post_push,
+        Job,
+        PushRequest,
+    ),
+    Route("POST", "/v1/models/gc", "Free what no model uses", post_gc, GcResult),
+    Route("GET", "/v1/models/{name}", "One model, file by file", get_model, Model),
+    Route(
+        "POST",
+        "/v1/models/{name}/verify",
+        "Re-hash a model's files",
+        post_verify,
+        VerifyResult,
+    ),
+    Route(
+        "POST",
+        "/v1/models/{name}/remove",
+        "Remove a name (gc frees the space)",
+        post_remove,
+        Model,
+    ),
+    Route("GET", "/v1/jobs/{id}", "Progress of a pull or push", get_job, Job),
+    Route(
+        "GET",
+        "/v1/jobs/{id}/wait",
+        f"The job once it ends, or after {WAIT_S}s",
+        get_job_wait,
+        Job,
     ),
 )

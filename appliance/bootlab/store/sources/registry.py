@@ -32,7 +32,7 @@ TITLE = "org.opencontainers.image.title"
 MODEL_CONFIG = "application/vnd.bootlab.model.config.v1+json"
 MODEL_FILE = "application/vnd.bootlab.model.file.v1"
 _TAR_TYPES = ("tar", "tar+gzip", "tar.gzip")
-PARALLEL = 4  # HTTP requests in flight per pull
+PARALLEL = 6  # HTTP requests in flight per pull, across its blobs
 
 _REFERENCE = re.compile(
     r"^(?P<registry>[^/]+)/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
