@@ -466,3 +466,56 @@ def test_two_pulls_of_one_model_share_one_download(
         thread.join()
     assert sum(p.fetched for p in progresses) == len(data)
     assert os.path.samefile(store.models / "s0/w.bin", store.models / "s1/w.bin")
+
+
+def test_disk_full_mid_download_is_clear_and_resumable(
+    tmp_path: Path, registry: Registry, paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Space that vanishes after the check (another writer): exit 8, no model, and the part
+    already fetched stays for the next pull."""
+    monkeypatch.setattr(fetch, "BLOCK", 1 * MiB)
+    monkeypatch.setattr(fetch, "CHUNK", 2 * MiB)
+    data = os.urandom(24 * MiB)
+    push_layers(registry, "big/full", [(data, {registry_source.TITLE: "w"})])
+    small = tmp_path / "small"
+    small.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(small))
+    try:
+        store = Store(small / "store", small / "models")
+        progress = Progress()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                sources.pull(
+                    f"docker://{registry.host}/big/full:1",
+                    "full",
+                    store,
+                    paths,
+                    progress=progress,
+                    options=sources.PullOptions(tls_verify=False),
+                )
+            except BaseException as error:
+                failure.append(error)
+
+        puller = threading.Thread(target=run)
+        puller.start()
+        while progress.done < 4 * MiB and puller.is_alive():
+            time.sleep(0.001)
+        with (small / "hog").open("wb", buffering=0) as hog:  # another writer takes the rest
+            try:
+                while True:
+                    hog.write(b"\0" * MiB)
+            except OSError:
+                pass
+        puller.join(60)
+        assert failure, "the pull finished before the disk filled"
+        assert isinstance(failure[0], BootlabError) and failure[0].exit_code == 8
+        assert "disk is full" in failure[0].message and "resumes" in (failure[0].hint or "")
+        assert store.records() == [] and not (store.models / "full").exists()
+        (small / "hog").unlink()
+        _, resumed = pull(f"docker://{registry.host}/big/full:1", "full", store, paths)
+        assert resumed.fetched < len(data)
+        assert store.verify("full") == []
+    finally:
+        sh("umount", str(small))

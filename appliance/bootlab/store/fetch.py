@@ -222,8 +222,8 @@ class _Download:
                                     raise ConnectionError("the registry closed the connection")
                                 received += got
                                 self.progress.add(got, fetched=True)
-                            os.pwrite(descriptor, buffer, index * self.block)
-                            os.pwrite(state, b"\1", _HEADER + index)  # after the data
+                            _write_all(descriptor, buffer, index * self.block)
+                            _write_all(state, memoryview(b"\1"), _HEADER + index)  # after it
                             received = 0
                             position += 1
                             with self.condition:
@@ -265,6 +265,15 @@ def _block_size(state: int) -> int:
         return int.from_bytes(header, "little")
     os.pwrite(state, BLOCK.to_bytes(_HEADER, "little"), 0)
     return BLOCK
+
+
+def _write_all(descriptor: int, data: memoryview, offset: int) -> None:
+    """pwrite until all is written: a nearly full disk takes part of a block and says so
+    only in the count; the next call then raises ENOSPC."""
+    while data:
+        written = os.pwrite(descriptor, data, offset)
+        data = data[written:]
+        offset += written
 
 
 def _disk_error(error: BaseException, partial: Path) -> BaseException:
