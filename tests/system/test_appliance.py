@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from infra import REPO_ROOT, Booted, Registry, sh
@@ -69,6 +71,9 @@ def test_non_admin_is_refused_and_group_member_is_not(booted: Booted) -> None:
     assert "Traceback" not in refused.stderr
     allowed = booted.exec("bootlab", "status", "--json", user="bob", check=False)
     assert allowed.returncode == 0, allowed.stderr
+    # The store is readable by the group: importing root's files must stay root's.
+    smuggle = booted.exec("bootlab", "model", "pull", "/etc/shadow", user="bob", check=False)
+    assert smuggle.returncode == 77 and "only root may import" in smuggle.stderr
 
 
 def _login(machine: Booted, registry: Registry, password: str) -> object:
@@ -226,11 +231,12 @@ def test_config_init_show_and_errors(booted: Booted) -> None:
     booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
 
 
-def _hold_gpus_instead_of_backend(machine: Booted) -> None:
-    """The dev image has no vLLM or llama.cpp: the units run a real GPU-lock holder instead,
-    so Conflicts= and the lock are what is tested."""
+@pytest.fixture
+def gpu_holders(booted: Booted) -> Iterator[Booted]:
+    """The dev image has no vLLM or llama.cpp: for a test, the units run a real GPU-lock
+    holder instead, so Conflicts= and the lock are what is tested. Undone afterwards."""
     for workload in ("serve", "train"):
-        machine.write(
+        booted.write(
             f"/run/systemd/system/bootlab-{workload}.service.d/test.conf",
             textwrap.dedent(f"""\
                 [Service]
@@ -239,15 +245,25 @@ def _hold_gpus_instead_of_backend(machine: Booted) -> None:
                 ExecStart=/usr/bin/bootlab gpu run --as {workload} -- sleep infinity
                 """),
         )
-    machine.exec("systemctl", "daemon-reload")
+    booted.exec("systemctl", "daemon-reload")
+    yield booted
+    booted.exec("systemctl", "stop", "bootlab-serve", "bootlab-train")
+    booted.exec(
+        "rm",
+        "-rf",
+        "/run/systemd/system/bootlab-serve.service.d",
+        "/run/systemd/system/bootlab-train.service.d",
+    )
+    booted.exec("systemctl", "daemon-reload")
+    booted.exec("systemctl", "reset-failed", "bootlab-serve", "bootlab-train", check=False)
 
 
 def _active(machine: Booted, unit: str) -> bool:
     return machine.exec("systemctl", "is-active", unit, check=False).stdout.strip() == "active"
 
 
-def test_serve_then_train_leaves_only_train(booted: Booted) -> None:
-    _hold_gpus_instead_of_backend(booted)
+def test_serve_then_train_leaves_only_train(gpu_holders: Booted) -> None:
+    booted = gpu_holders
     booted.exec("systemctl", "start", "bootlab-serve")
     assert _active(booted, "bootlab-serve") and not _active(booted, "bootlab-train")
     assert status(booted)["gpu_holder"].startswith("serve")  # type: ignore[union-attr]
@@ -295,8 +311,8 @@ print(json.dumps({"answers": answers, "both": len(both)}))
 """
 
 
-def test_hundred_concurrent_starts_never_run_both(booted: Booted) -> None:
-    _hold_gpus_instead_of_backend(booted)
+def test_hundred_concurrent_starts_never_run_both(gpu_holders: Booted) -> None:
+    booted = gpu_holders
     result = booted.exec("/usr/lib/bootlab/venv/bin/python", "-c", CONCURRENT)
     report = json.loads(result.stdout)
     assert report["both"] == 0
@@ -314,3 +330,52 @@ def test_hundred_concurrent_starts_never_run_both(booted: Booted) -> None:
     for unit in ("bootlab-serve", "bootlab-train"):
         booted.exec("systemctl", "reset-failed", unit, check=False)
     booted.exec("systemctl", "stop", "bootlab-serve", "bootlab-train")
+
+
+def test_model_pull_inside_the_image_uses_the_login(
+    booted: Booted, registry: Registry, tmp_path: Path
+) -> None:
+    """A model pushed from outside, pulled inside with the credentials `bootlab login` saved,
+    lands where serving looks for it."""
+    import os
+
+    from bootlab import auth
+    from bootlab.paths import Paths
+    from bootlab.store.fetch import Progress
+    from bootlab.store.layout import model_store
+    from bootlab.store.sources import local
+    from bootlab.store.sources import registry as registry_source
+
+    outside = Paths(tmp_path / "outside")
+    auth.store(outside, registry.host, auth.Credentials(registry.username, registry.password))
+    (tmp_path / "granite").mkdir()
+    (tmp_path / "granite" / "config.json").write_text("{}")
+    (tmp_path / "granite" / "model.gguf").write_bytes(b"GGUF" + os.urandom(5_000_000))
+    local.pull(str(tmp_path / "granite"), "granite", model_store(outside), progress=Progress())
+    reference = f"docker://{registry.host}/models/granite:1"
+    registry_source.push(
+        "granite", reference, model_store(outside), outside, tls_verify=False, progress=Progress()
+    )
+
+    login = booted.exec(
+        "bootlab",
+        "login",
+        "--tls-verify=false",
+        "--password-stdin",
+        "-u",
+        registry.username,
+        registry.host,
+        input_text=registry.password + "\n",
+    )
+    assert login.returncode == 0
+    pulled = booted.exec("bootlab", "model", "pull", "--tls-verify=false", reference)
+    assert "granite:" in pulled.stdout
+    assert booted.exec("bootlab", "model", "verify", "granite").returncode == 0
+    assert booted.exec("test", "-f", "/var/lib/bootlab/models/granite/model.gguf").returncode == 0
+    # Serving's preflight now finds the model, and stops only at the missing backend.
+    booted.write("/etc/bootlab/config.yaml", "serve:\n  model: granite\n  backend: llama-cpp\n")
+    refused = booted.exec("bootlab", "serve", "start", check=False)
+    assert refused.returncode == 78 and "backend llama-cpp is not installed" in refused.stderr
+    booted.exec("systemctl", "reset-failed", "bootlab-serve.service")
+    booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
+    booted.exec("bootlab", "logout", registry.host)

@@ -195,3 +195,45 @@ def test_bash_completion_knows_every_command() -> None:
 def test_usage_errors_exit_2() -> None:
     result = bootlab(None, "serve", "dance")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_model_verbs_through_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    source = tmp_path / "tiny-model"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+    (source / "weights.bin").write_bytes(os.urandom(300_000))
+    pulled = bootlab(daemon, "model", "pull", str(source))
+    assert pulled.returncode == 0, pulled.stderr
+    assert "tiny-model: 293.0 KiB" in pulled.stdout
+    listed = json.loads(bootlab(daemon, "model", "list", "--json").stdout)
+    assert [m["name"] for m in listed["models"]] == ["tiny-model"]
+    assert listed["store_bytes"] >= 300_000
+    inspected = bootlab(daemon, "model", "inspect", "tiny-model")
+    assert "weights.bin" in inspected.stdout and "sha256:" in inspected.stdout
+    model_dir = Path(
+        json.loads(bootlab(daemon, "model", "inspect", "tiny-model", "--json").stdout)["path"]
+    )
+    assert (model_dir / "weights.bin").read_bytes() == (source / "weights.bin").read_bytes()
+    assert bootlab(daemon, "model", "verify", "tiny-model").returncode == 0
+    # Someone edits a file in the model directory: verify notices, exit 7.
+    blob = model_dir / "config.json"
+    blob.chmod(0o644)
+    blob.write_text('{"changed": true}')
+    broken = bootlab(daemon, "model", "verify", "tiny-model")
+    assert broken.returncode == 7 and "content changed" in broken.stderr
+    assert bootlab(daemon, "model", "remove", "tiny-model").returncode == 0
+    gc = json.loads(bootlab(daemon, "model", "gc", "--json").stdout)
+    assert gc["blobs"] == 2 and gc["snapshots"] == 1
+    missing = bootlab(daemon, "model", "inspect", "tiny-model")
+    assert missing.returncode == 6 and "no model named 'tiny-model'" in missing.stderr
+
+
+def test_model_pull_errors_are_clear(daemon: Daemon) -> None:
+    bad_name = bootlab(daemon, "model", "pull", "--name", "a/b", "/nonexistent/x")
+    assert bad_name.returncode == 2 and "not a model name" in bad_name.stderr
+    missing = bootlab(daemon, "model", "pull", "/nonexistent/model-dir")
+    assert missing.returncode == 2 and "neither a model reference nor a path" in missing.stderr
+    unreachable = bootlab(daemon, "model", "pull", "docker://127.0.0.1:9/a/b:1")
+    assert unreachable.returncode == 5 and "not reachable" in unreachable.stderr
+    for result in (bad_name, missing, unreachable):
+        assert "Traceback" not in result.stderr
