@@ -519,3 +519,64 @@ def test_disk_full_mid_download_is_clear_and_resumable(
         assert store.verify("full") == []
     finally:
         sh("umount", str(small))
+
+
+class _StallingProxy:
+    """A TCP proxy to the registry whose first blob download stops sending mid-way and
+    stays open: the connection is alive but nothing comes (a stall, not an error)."""
+
+    def __init__(self, target: str) -> None:
+        import socket
+
+        self.target = target.rsplit(":", 1)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stalled = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.target[0], int(self.target[1])))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: object, sink: object, downstream: bool) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):  # type: ignore[attr-defined]
+                if downstream and not self.stalled.is_set() and sent > 2 * MiB:
+                    self.stalled.set()
+                    time.sleep(3600)  # keep the connection open, send nothing
+                sink.sendall(data)  # type: ignore[attr-defined]
+                sent += len(data)
+        except OSError:
+            pass
+
+
+def test_a_stalled_connection_is_detected_and_retried(
+    tmp_path: Path, registry: Registry, paths: Paths, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(16 * MiB)
+    push_layers(registry, "m/stall", [(data, {registry_source.TITLE: "w.bin"})])
+    proxy = _StallingProxy(registry.host)
+    host = f"127.0.0.1:{proxy.port}"
+    auth.store(paths, host, auth.Credentials(registry.username, registry.password))
+    original = Session.__init__
+
+    def short_timeout(self: Session, *args: object, **kwargs: object) -> None:
+        kwargs["timeout"] = 1.0  # 30 s in real use; a second here
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "__init__", short_timeout)
+    started = time.monotonic()
+    _, progress = pull(f"docker://{host}/m/stall:1", "stall", store, paths)
+    assert proxy.stalled.is_set(), "the proxy never stalled: the test proved nothing"
+    assert (store.models / "stall/w.bin").read_bytes() == data
+    assert time.monotonic() - started < 30
+    assert progress.fetched >= len(data)

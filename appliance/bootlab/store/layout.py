@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bootlab import files
+from bootlab import files, text
 from bootlab.errors import die
 from bootlab.paths import Paths
 
@@ -308,6 +308,20 @@ class Store:
         if os.readlink(self.models / name) != os.path.relpath(directory, self.models):
             problems.append(f"{self.models / name} does not point at snapshot {record.snapshot}")
         return problems
+
+    def ensure_space(self, need: int, what: str) -> None:
+        """Refuse before the first byte when the disk cannot hold what is coming."""
+        self.ensure()
+        stat = os.statvfs(self.root)
+        free = stat.f_bavail * stat.f_frsize
+        if need > free:
+            raise die(
+                f"not enough space for {what}: the pull needs {text.size(need)} in "
+                f"{self.root}, {text.size(free)} are free",
+                hint="remove models you no longer need and run `bootlab model gc`, or grow "
+                "/var/lib/bootlab",
+                exit_code=8,
+            )
 
     def footprint(self) -> int:
         """Bytes the store really holds on disk for blobs (each inode once)."""

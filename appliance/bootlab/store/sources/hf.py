@@ -154,7 +154,9 @@ def pull_hf(
     staging = store.staging / f"hf-{key}"
     # One pull per staging dir: a second one would see the first move its files away.
     with store.locked(staging.name):
-        listing = _download(python, repo, revision, staging, progress=progress, endpoint=endpoint)
+        listing = _download(
+            python, repo, revision, staging, store=store, progress=progress, endpoint=endpoint
+        )
         entries = _ingest(listing, staging, store, what=reference)
         with store.locked(name):
             record = store.publish(
@@ -170,6 +172,7 @@ def _download(
     revision: str | None,
     staging: Path,
     *,
+    store: Store,
     progress: Progress,
     endpoint: str | None,
 ) -> _Listing:
@@ -211,6 +214,7 @@ def _download(
                 if listing is None and (said := _said(out, "commit")) is not None:
                     listing = _listing(said, hub, what)
                     progress.total = sum(size or 0 for size, _ in listing.files.values())
+                    store.ensure_space(progress.total - now, what)  # kills the child
         finally:
             if child.poll() is None:
                 child.kill()

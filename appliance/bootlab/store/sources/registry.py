@@ -7,14 +7,13 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bootlab import auth, files, text
+from bootlab import auth, files
 from bootlab.errors import die
 from bootlab.paths import Paths
 from bootlab.registry import Session, normalize_registry
@@ -131,17 +130,7 @@ def _need_space(store: Store, layers: list[dict[str, Any]], reference: ImageRefe
         already = partial.stat().st_size if partial.exists() else 0
         # A tar layer is downloaded whole, then unpacked: for a while it is there twice.
         need += (2 * size if not _title(layer) else size) - already
-    store.ensure()
-    stat = os.statvfs(store.root)
-    free = stat.f_bavail * stat.f_frsize
-    if need > free:
-        raise die(
-            f"not enough space for {reference}: the pull needs {text.size(need)} in "
-            f"{store.root}, {text.size(free)} are free",
-            hint="remove models you no longer need and run `bootlab model gc`, or grow "
-            "/var/lib/bootlab",
-            exit_code=8,
-        )
+    store.ensure_space(need, str(reference))
 
 
 def _title(layer: dict[str, Any]) -> str | None:
