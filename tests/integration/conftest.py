@@ -1,5 +1,6 @@
 """Integration tier: podman, debootstrap and the local registry, for real."""
 
+from hub import hub  # noqa: F401 - a fixture for this tier
 from infra import (  # noqa: F401 - fixtures for this tier
     dev_image,
     registry,

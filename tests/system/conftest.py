@@ -1,3 +1,4 @@
 """System tier: the dev image booted with systemd as PID 1 (podman --systemd=always)."""
 
+from hub import hub  # noqa: F401 - a fixture for this tier
 from infra import booted, dev_image, registry  # noqa: F401 - fixtures for this tier

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hub import V1, V1_FILES, Hub, sha256_hex
 from infra import REPO_ROOT, Booted, Registry, sh
 
 pytestmark = pytest.mark.system
@@ -379,3 +380,20 @@ def test_model_pull_inside_the_image_uses_the_login(
     booted.exec("systemctl", "reset-failed", "bootlab-serve.service")
     booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
     booted.exec("bootlab", "logout", registry.host)
+
+
+def test_hf_pull_inside_the_image_uses_its_ml_stack(booted: Booted, hub: Hub) -> None:
+    """The real huggingface_hub of the image's ML venv, run by the hardened daemon."""
+    booted.write("/etc/bootlab/config.yaml", f"models:\n  hf_endpoint: {hub.url}\n")
+    try:
+        pulled = booted.exec("bootlab", "model", "pull", "--json", "hf://org/tiny@v1", check=False)
+        assert pulled.returncode == 0, pulled.stderr
+        model = json.loads(pulled.stdout)["model"]
+        assert model["source"] == f"hf://org/tiny@{V1}"
+        for path, data in V1_FILES.items():
+            inside = booted.exec("sha256sum", f"/var/lib/bootlab/models/tiny/{path}").stdout
+            assert inside.split()[0] == sha256_hex(data), path
+        missing = booted.exec("bootlab", "model", "pull", "hf://org/nope", check=False)
+        assert missing.returncode == 6 and "Traceback" not in missing.stderr
+    finally:
+        booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
