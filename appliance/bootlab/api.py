@@ -33,6 +33,10 @@ class ServiceState(_Body):
     main_pid: int
     result: str
     since: float | None = Field(description="Seconds since the epoch of the last change.")
+    model: str | None = Field(None, description="What is served (serve, once it answers).")
+    backend: str | None = None
+    endpoint: str | None = Field(None, description="The OpenAI API base URL clients use.")
+    ready_at: float | None = None
 
 
 class UpgradeStatus(_Body):
@@ -170,6 +174,15 @@ class GcResult(_Body):
     bytes_freed: int
 
 
+class StartRequest(_Body):
+    model: str | None = Field(
+        None,
+        max_length=128,
+        description="Serve or train this model instead, until the next "
+        "start without one (the config stays as it is).",
+    )
+
+
 class ServiceAction(_Body):
     action: Literal["start", "stop"]
 
@@ -195,6 +208,7 @@ __all__ = [
     "PushRequest",
     "ServiceAction",
     "ServiceState",
+    "StartRequest",
     "Status",
     "SystemInfo",
     "UpgradeStatus",

@@ -233,13 +233,51 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
     workload = args.workload
     if args.action == "status":
         state = _api(paths, "GET", f"/v1/services/{workload}")
+    elif args.action == "start":
+        body = {"model": args.model} if getattr(args, "model", None) else {}
+        state = _api(paths, "POST", f"/v1/services/{workload}/start", body)
     else:
         state = _api(paths, "POST", f"/v1/services/{workload}/{args.action}")
     if args.json:
         _print_json(state)
-    else:
-        _table([_service_line(state)])
+        return 0
+    _table([_service_line(state)])
+    if state.get("endpoint"):
+        _table(
+            [
+                ["model:", state["model"]],
+                ["backend:", state["backend"]],
+                ["endpoint:", state["endpoint"]],
+                ["serving for:", _ago(state["ready_at"]).removesuffix(" ago")],
+            ]
+        )
     return 0
+
+
+def cmd_chat(args: argparse.Namespace, paths: Paths) -> int:
+    """Talk to the served model through its OpenAI API, straight to the backend."""
+    from bootlab import chat  # noqa: PLC0415
+
+    endpoint, model = args.endpoint, args.model
+    if endpoint is None or model is None:
+        state = _api(paths, "GET", "/v1/services/serve")
+        if not state.get("endpoint"):
+            raise die("nothing is being served", hint="bootlab serve start [MODEL]", exit_code=3)
+        endpoint = endpoint or state["endpoint"]
+        model = model or state["model"]
+    key = chat.api_key(paths)
+    if args.query is not None:
+        print(
+            chat.complete(
+                endpoint,
+                model,
+                [{"role": "user", "content": args.query}],
+                key,
+                max_tokens=args.max_tokens,
+            )
+        )
+        return 0
+    return chat.interactive(endpoint, model, key, max_tokens=args.max_tokens)
 
 
 def _progress_line(job: dict[str, Any], width: int = 30) -> str:
@@ -383,23 +421,26 @@ def cmd_model_gc(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
-    """The unit's ExecStart: preflight, GPU lock, READY, then exec the backend."""
-    from bootlab import config, journal, services, sysinfo, workloads  # noqa: PLC0415
+    """The unit's ExecStart: preflight, the GPU lock, then the workload (serving is
+    supervised: READY once the model answers; training execs its backend)."""
+    from bootlab import config, files, gpu_lock, services, sysinfo, workloads  # noqa: PLC0415
 
     failure = services.failure_file(paths, args.workload)
     try:
-        gpus = sysinfo.probe(paths.state).profile.gpu_count
-        plan = workloads.preflight(args.workload, config.load(paths), paths, gpus)
-        journal.notify(f"STATUS=starting {' '.join(plan.argv[:3])} ...")
-        fd = workloads.acquire_gpus(plan, paths)
-    except BootlabError as error:
-        from bootlab import files  # noqa: PLC0415
+        settings = services.with_override(config.load(paths), paths, args.workload)
+        if args.workload == "serve":
+            from bootlab.serve import preflight, supervise  # noqa: PLC0415
 
+            backend, target = preflight.plan(settings, paths, sysinfo.probe(paths.state))
+            lock = gpu_lock.acquire(paths.gpu_lock, "serve")
+            return supervise.supervise(backend, target, paths, lock)
+        plan = workloads.preflight(args.workload, settings, paths)
+        lock = workloads.acquire_gpus(plan, paths)
+    except BootlabError as error:
         reason = {"error": error.message, "hint": error.hint, "code": error.exit_code}
         files.write_atomic(failure, json.dumps(reason).encode(), 0o644)
         raise
-    journal.notify("READY=1")
-    workloads.become(plan, fd)
+    workloads.become(plan, lock)
     return 0  # not reached: become() replaces this process
 
 
@@ -569,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
         ):
             sub = command(actions, action, cmd_service, summary, json_output=True)
             sub.set_defaults(workload=workload, action=action)
+            if action == "start":
+                sub.add_argument(
+                    "model", nargs="?", help="a model from the store, for this start only"
+                )
         run = command(
             actions,
             "run",
@@ -601,6 +646,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Ask bootc whether an update is available (the informer timer runs this)",
         json_output=True,
     )
+
+    chat_command = command(
+        commands,
+        "chat",
+        cmd_chat,
+        "Chat with the served model (interactive, or one question with -q)",
+    )
+    chat_command.add_argument("-q", "--query", help="ask one question, print the answer")
+    chat_command.add_argument("--model", help="default: what bootlab-serve serves")
+    chat_command.add_argument(
+        "--endpoint", help="default: bootlab-serve's, e.g. http://127.0.0.1:8000/v1"
+    )
+    chat_command.add_argument("--max-tokens", type=int, default=256)
 
     completion = command(commands, "completion", cmd_completion, "Shell completion script")
     completion.add_argument("shell", choices=["bash"])

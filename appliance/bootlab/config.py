@@ -27,13 +27,26 @@ class Serve(_Section):
     """What `bootlab-serve.service` runs."""
 
     backend: Literal["auto", "vllm", "llama-cpp"] = Field(
-        "auto", description="auto: vLLM where GPUs are, llama.cpp on CPU-only hosts."
+        "auto",
+        description="auto: by the model's files (safetensors/bin → vLLM, GGUF → llama.cpp).",
     )
-    model: Name | None = Field(None, description="A model in the store (`bootlab models`).")
+    model: Name | None = Field(None, description="A model in the store (`bootlab model list`).")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     gpus: GpuCount = Field("auto", description="GPUs to shard across (tensor parallel).")
-    extra_args: tuple[str, ...] = Field((), description="Passed to the backend as they are.")
+    max_model_len: int | None = Field(
+        None, ge=16, description="Context length; at most the model's max_position_embeddings."
+    )
+    api_key_file: Annotated[str, StringConstraints(pattern=r"^/")] | None = Field(
+        None, description="A file holding the API key clients must send (kept out of argv)."
+    )
+    vllm_args: tuple[str, ...] = Field((), description="Extra vLLM arguments, as they are.")
+    llama_cpp_args: tuple[str, ...] = Field(
+        (), description="Extra llama_cpp.server arguments, as they are."
+    )
+    ready_timeout_s: int = Field(
+        900, ge=10, description="How long loading may take before the start counts as failed."
+    )
 
 
 class Train(_Section):
@@ -121,7 +134,6 @@ def _where(key_path: yamlfile.KeyPath, layers: list[tuple[Path, yamlfile.Located
 
 def initial_text(gpu_count: int, profile_name: str) -> str:
     """The admin's first config file: defaults chosen for this machine, every key explained."""
-    backend = "vllm" if gpu_count else "llama-cpp"
     gpus = gpu_count or "auto"
     return f"""\
 # bootlab appliance settings, written by `bootlab config init` for: {profile_name}
@@ -129,14 +141,17 @@ def initial_text(gpu_count: int, profile_name: str) -> str:
 # `bootlab config show` prints the settings in effect.
 
 serve:
-  # vllm on GPUs; llama-cpp serves GGUF models on CPU.
-  backend: {backend}
+  # auto: by the model's files (safetensors → vllm, GGUF → llama-cpp); or name one.
+  backend: auto
   # A model from the store (`bootlab models`); serving refuses to start without one.
   model: null
   host: 127.0.0.1
   port: 8000
   gpus: {gpus}
-  extra_args: []
+  # max_model_len: 4096          # at most the model's max_position_embeddings
+  # api_key_file: /etc/bootlab/serve-api-key
+  vllm_args: []                 # e.g. [--gpu-memory-utilization, "0.9"]
+  llama_cpp_args: []
 
 train:
   model: null

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from bootlab.errors import die
 
+_WORKLOADS = {"serve": "serving", "train": "training"}
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -39,11 +41,17 @@ def acquire(path: Path, name: str) -> int:
     except BlockingIOError:
         os.close(descriptor)
         current = holder(path)
+        if current is not None and current.name in _WORKLOADS:
+            activity = _WORKLOADS[current.name]
+            raise die(
+                f"{activity} is running (pid {current.pid}): stop bootlab-{current.name} first",
+                hint=f"systemctl stop bootlab-{current.name}; serve and train never share GPUs",
+                exit_code=75,
+            ) from None
         who = f"{current.name} (pid {current.pid})" if current else "another process"
-        unit = f"bootlab-{current.name}" if current else "the other workload"
         raise die(
             f"the GPUs are in use by {who}",
-            hint=f"stop it first (systemctl stop {unit}); serve and train never share GPUs",
+            hint="stop it first; bootlab's services never share GPUs",
             exit_code=75,
         ) from None
     record = json.dumps({"name": name, "pid": os.getpid(), "since": time.time()})

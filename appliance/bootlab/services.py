@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Literal
 
+from bootlab import files
+from bootlab.config import Config
 from bootlab.errors import die
 from bootlab.paths import Paths
 from bootlab.run import run
@@ -42,13 +44,32 @@ def failure_file(paths: Paths, workload: Workload) -> Path:
     return paths.runtime / f"{workload}.failure.json"
 
 
-def start(workload: Workload, paths: Paths) -> UnitState:
+def override_file(paths: Paths, workload: Workload) -> Path:
+    """Settings for the next start only (`bootlab serve start MODEL`): in /run, so a reboot
+    returns to what /etc/bootlab/config.yaml says."""
+    return paths.runtime / f"{workload}.override.json"
+
+
+def with_override(config: Config, paths: Paths, workload: Workload) -> Config:
+    try:
+        changes = json.loads(override_file(paths, workload).read_text())
+    except (FileNotFoundError, ValueError):
+        return config
+    section = getattr(config, workload)
+    return config.model_copy(update={workload: section.model_copy(update=changes)})
+
+
+def start(workload: Workload, paths: Paths, changes: dict[str, object] | None = None) -> UnitState:
     """Start the workload's unit; systemd stops the other one first (Conflicts=). The unit
     is Type=notify and its entrypoint says READY only after preflight, so a refusal comes
     back here, and its reason with it."""
     unit = unit_of(workload)
     failure = failure_file(paths, workload)
     with _serialized:
+        if changes:
+            files.write_atomic(override_file(paths, workload), json.dumps(changes).encode(), 0o644)
+        else:
+            override_file(paths, workload).unlink(missing_ok=True)
         failure.unlink(missing_ok=True)
         result = run(["systemctl", "start", unit], capture=True, check=False, timeout=TIMEOUT_S)
         # Read inside the lock: the answer is the state this request made, not a later one's.

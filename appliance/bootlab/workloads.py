@@ -49,7 +49,7 @@ def _in_store(config: Config, paths: Paths, kind: str, name: str | None, setting
     return location
 
 
-def _ml_module(paths: Paths, module: str, backend: str) -> str:
+def ml_python(paths: Paths, module: str, backend: str) -> str:
     """The ML venv's Python, when `module` is installed in it."""
     python = paths.ml_venv / "bin" / "python"
     packages = list((paths.ml_venv / "lib").glob(f"python3*/site-packages/{module}/__init__.py"))
@@ -62,44 +62,10 @@ def _ml_module(paths: Paths, module: str, backend: str) -> str:
     return str(python)
 
 
-def preflight(workload: Workload, config: Config, paths: Paths, gpu_count: int) -> Plan:
-    if workload == "serve":
-        return _serve_plan(config, paths, gpu_count)
+def preflight(workload: Workload, config: Config, paths: Paths) -> Plan:
+    """Training's preflight; serving's lives in bootlab.serve.preflight."""
+    assert workload == "train"
     return _train_plan(config, paths)
-
-
-def _serve_plan(config: Config, paths: Paths, gpu_count: int) -> Plan:
-    serve = config.serve
-    model = _in_store(config, paths, "serve", serve.model, "serve.model")
-    backend = serve.backend
-    if backend == "auto":
-        backend = "vllm" if gpu_count else "llama-cpp"
-    endpoint = ("--host", serve.host, "--port", str(serve.port))
-    if backend == "vllm":
-        python = _ml_module(paths, "vllm", backend)
-        gpus = gpu_count if serve.gpus == "auto" else serve.gpus
-        argv = (
-            python,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(model),
-            "--served-model-name",
-            model.name,
-            *endpoint,
-            *(("--tensor-parallel-size", str(gpus)) if gpus > 1 else ()),
-        )
-    else:
-        python = _ml_module(paths, "llama_cpp", backend)
-        ggufs = sorted(model.glob("*.gguf")) if model.is_dir() else [model]
-        if not ggufs or ggufs[0].suffix != ".gguf":
-            raise die(
-                f"llama-cpp serves GGUF files, and model '{model.name}' has none",
-                hint="pull a GGUF build of the model, or set serve.backend: vllm",
-                exit_code=EX_CONFIG,
-            )
-        argv = (python, "-m", "llama_cpp.server", "--model", str(ggufs[0]), *endpoint)
-    return Plan("serve", (*argv, *serve.extra_args))
 
 
 def _train_plan(config: Config, paths: Paths) -> Plan:
@@ -111,7 +77,7 @@ def _train_plan(config: Config, paths: Paths) -> Plan:
             hint="generate data (`bootlab data generate`) and set train.data",
             exit_code=EX_CONFIG,
         )
-    _ml_module(paths, "torch", "training")
+    ml_python(paths, "torch", "training")
     raise die(
         "this image has no training backend yet",
         hint="use an image built with the training stack",

@@ -220,7 +220,7 @@ def test_config_init_show_and_errors(booted: Booted) -> None:
     booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
     booted.exec("bootlab", "config", "init")
     shown = json.loads(booted.exec("bootlab", "config", "show", "--json").stdout)
-    assert shown["config"]["serve"]["backend"] == "llama-cpp"  # CPU only
+    assert shown["config"]["serve"]["gpus"] == "auto"  # CPU only
     again = booted.exec("bootlab", "config", "init", check=False)
     assert again.returncode == 3 and "already exists" in again.stderr
     booted.write("/etc/bootlab/config.yaml", "serve:\n  port: 99999\n  modle: x\n")
@@ -273,7 +273,7 @@ def test_serve_then_train_leaves_only_train(gpu_holders: Booted) -> None:
     assert status(booted)["gpu_holder"].startswith("train")  # type: ignore[union-attr]
     # Something outside systemd cannot take the GPUs meanwhile.
     outside = booted.exec("bootlab", "gpu", "run", "--", "true", check=False)
-    assert outside.returncode == 75 and "in use by train" in outside.stderr
+    assert outside.returncode == 75 and "training is running" in outside.stderr
     booted.exec("systemctl", "stop", "bootlab-train")
 
 

@@ -70,7 +70,7 @@ def test_config_init_text_loads_and_refuses_overwrite(paths: Paths) -> None:
     text = config.initial_text(8, "Nvidia 8x H100")
     assert config.write_initial(paths, text, force=False) is None
     loaded = config.load(paths)
-    assert (loaded.serve.backend, loaded.serve.gpus, loaded.train.gpus) == ("vllm", 8, 8)
+    assert (loaded.serve.backend, loaded.serve.gpus, loaded.train.gpus) == ("auto", 8, 8)
     with pytest.raises(BootlabError):
         config.write_initial(paths, "x: 1\n", force=False)
     assert paths.config_file.read_text() == text  # untouched
@@ -148,7 +148,9 @@ def test_gpu_lock_excludes_other_processes_and_names_the_holder(tmp_path: Path) 
         with pytest.raises(BootlabError) as refused:
             gpu_lock.acquire(lock, "train")
         assert refused.value.exit_code == 75
-        assert f"in use by serve (pid {holder.pid})" in refused.value.message
+        assert refused.value.message == (
+            f"serving is running (pid {holder.pid}): stop bootlab-serve first"
+        )
         assert "systemctl stop bootlab-serve" in (refused.value.hint or "")
     finally:
         holder.kill()

@@ -75,7 +75,7 @@ def test_config_init_then_show(daemon: Daemon) -> None:
     answer = client.call(daemon.socket, "POST", "/v1/config/init", {"force": False})
     assert answer["path"] == str(daemon.root / "etc/bootlab/config.yaml")
     view = client.call(daemon.socket, "GET", "/v1/config")
-    assert view["config"]["serve"]["backend"] == "llama-cpp"
+    assert view["config"]["serve"]["gpus"] == "auto"
     with pytest.raises(BootlabError) as refused:
         client.call(daemon.socket, "POST", "/v1/config/init", {"force": False})
     assert refused.value.exit_code == 3 and "already exists" in refused.value.message

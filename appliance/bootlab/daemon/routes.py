@@ -4,6 +4,8 @@ from it, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import socket
 import threading
@@ -32,12 +34,14 @@ from bootlab.api import (
     PullRequest,
     PushRequest,
     ServiceState,
+    StartRequest,
     Status,
     VerifyResult,
 )
 from bootlab.daemon.jobs import Jobs
 from bootlab.errors import BootlabError, die
 from bootlab.paths import Paths
+from bootlab.serve import supervise
 from bootlab.store import sources
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import ModelRecord, Store, check_name, model_store
@@ -91,12 +95,17 @@ class Route:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
 
 
-def _service_state(workload: services.Workload) -> ServiceState:
-    unit = services.state(workload)
-    return _as_model(workload, unit)
+def _service_state(workload: services.Workload, paths: Paths) -> ServiceState:
+    return _as_model(workload, services.state(workload), paths)
 
 
-def _as_model(workload: services.Workload, unit: services.UnitState) -> ServiceState:
+def _as_model(
+    workload: services.Workload, unit: services.UnitState, paths: Paths | None = None
+) -> ServiceState:
+    serving: dict[str, Any] = {}
+    if workload == "serve" and paths is not None and unit.active == "active":
+        with contextlib.suppress(OSError, ValueError):
+            serving = json.loads(supervise.state_file(paths).read_text())
     return ServiceState(
         workload=workload,
         unit=unit.unit,
@@ -105,6 +114,10 @@ def _as_model(workload: services.Workload, unit: services.UnitState) -> ServiceS
         main_pid=unit.main_pid,
         result=unit.result,
         since=unit.since_us / 1e6 if unit.since_us else None,
+        model=serving.get("model"),
+        backend=serving.get("backend"),
+        endpoint=serving.get("endpoint"),
+        ready_at=serving.get("ready"),
     )
 
 
@@ -121,7 +134,7 @@ def get_status(context: Context, _: dict[str, str], __: None) -> Status:
     states = []
     for workload in services.WORKLOADS:
         try:
-            states.append(_service_state(workload))
+            states.append(_service_state(workload, context.paths))
         except BootlabError as error:
             warnings.append(error.message)
     return Status(
@@ -188,13 +201,16 @@ def post_config_init(
     )
 
 
-def get_service(_: Context, params: dict[str, str], __: None) -> ServiceState:
-    return _service_state(cast(services.Workload, params["workload"]))
+def get_service(context: Context, params: dict[str, str], __: None) -> ServiceState:
+    return _service_state(cast(services.Workload, params["workload"]), context.paths)
 
 
-def post_service_start(context: Context, params: dict[str, str], _: None) -> ServiceState:
+def post_service_start(
+    context: Context, params: dict[str, str], body: StartRequest
+) -> ServiceState:
     workload = cast(services.Workload, params["workload"])
-    return _as_model(workload, services.start(workload, context.paths))
+    changes: dict[str, object] | None = {"model": check_name(body.model)} if body.model else None
+    return _as_model(workload, services.start(workload, context.paths, changes), context.paths)
 
 
 def post_service_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
@@ -366,6 +382,7 @@ ROUTES: tuple[Route, ...] = (
         "Start serve or train (stops the other)",
         post_service_start,
         ServiceState,
+        StartRequest,
         parameters=_WORKLOAD,
     ),
     Route(

@@ -289,6 +289,22 @@ class Store:
                     partials += 1
         return GcReport(blobs, snapshots, partials, freed)
 
+    def check(self, name: str) -> list[str]:
+        """A quick look, fit for every start: each file is there, linked, and of its size
+        (`verify` re-hashes; this does not)."""
+        record = self.record(name)
+        directory = self.snapshots / record.snapshot
+        problems = []
+        for path, entry in record.files.items():
+            try:
+                stat = (directory / path).stat()
+            except FileNotFoundError:
+                problems.append(f"{path} is missing")
+                continue
+            if stat.st_size != entry.size:
+                problems.append(f"{path} has {stat.st_size} bytes, not {entry.size}")
+        return problems
+
     def verify(self, name: str) -> list[str]:
         """Re-hash every file of the model; the problems, none when it is intact."""
         record = self.record(name)

@@ -1,0 +1,190 @@
+"""Everything that can be checked before a GPU is touched, each with its own message: the
+model is there and intact, a backend can serve its files, the context fits the model, the
+weights fit the GPUs (or the memory), the port is free, and an API key file is readable."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import socket
+from pathlib import Path
+from typing import Any
+
+from bootlab import text
+from bootlab.config import Config, Serve
+from bootlab.errors import die
+from bootlab.paths import Paths
+from bootlab.serve import gguf
+from bootlab.serve.backends import Backend, Target, choose, gguf_file
+from bootlab.store.layout import model_store
+from bootlab.sysinfo import SystemInfo
+from bootlab.workloads import ml_python
+
+EX_CONFIG = 78
+USABLE_VRAM = 0.9  # what a backend can really use of a GPU's memory
+
+
+def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[Backend, Target]:
+    serve = config.serve
+    if serve.model is None:
+        raise die(
+            f"nothing to serve: serve.model is not set in {paths.config_file}",
+            hint="pull a model with `bootlab model pull`, then set serve.model (or run "
+            "`bootlab serve start MODEL`)",
+            exit_code=EX_CONFIG,
+        )
+    store = model_store(paths, config.models.directory)
+    try:
+        store.record(serve.model)
+    except Exception as error:  # the store's own message, as a configuration problem
+        raise die(
+            f"serve.model names '{serve.model}', which is not in the model store",
+            hint=f"pull it (`bootlab model pull ...`) or fix serve.model in {paths.config_file}",
+            exit_code=EX_CONFIG,
+        ) from error
+    problems = store.check(serve.model)
+    if problems:
+        raise die(
+            f"model '{serve.model}' is damaged: {problems[0]}",
+            hint=f"`bootlab model verify {serve.model}` lists every problem; pull it again",
+            exit_code=EX_CONFIG,
+        )
+    model = store.models / serve.model
+    backend = choose(model.resolve(), serve.backend)
+    python = ml_python(paths, backend.module, backend.name)
+    _check_context(model, serve)
+    gpus = _check_memory(model, serve, system)
+    _check_port(serve)
+    return backend, Target(python, model, serve.model, serve, gpus, _api_key(serve))
+
+
+def _hf_config(model: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((model / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def model_context(model: Path) -> int | None:
+    """The longest context the model supports, from config.json or the GGUF metadata."""
+    limit = _hf_config(model).get("max_position_embeddings")
+    if isinstance(limit, int):
+        return limit
+    found = gguf_file(model)
+    if found is not None:
+        try:
+            return gguf.context_length(found)
+        except (OSError, gguf.GgufError):
+            return None
+    return None
+
+
+def _check_context(model: Path, serve: Serve) -> None:
+    limit = model_context(model)
+    if serve.max_model_len and limit and serve.max_model_len > limit:
+        raise die(
+            f"serve.max_model_len {serve.max_model_len} is above what model "
+            f"'{model.name}' supports ({limit}, its max_position_embeddings)",
+            hint=f"set serve.max_model_len: {limit} or less",
+            exit_code=EX_CONFIG,
+        )
+
+
+def _weights_bytes(model: Path) -> int:
+    files = [p for pattern in ("*.safetensors", "*.bin", "*.gguf") for p in model.glob(pattern)]
+    return sum(path.stat().st_size for path in files)
+
+
+def kv_cache_bytes(model: Path, context: int) -> int:
+    """One sequence's KV cache at full context, in 16-bit: 2 * layers * KV heads * head
+    dimension * context * 2 bytes. Zero when config.json does not say."""
+    config = _hf_config(model)
+    layers = config.get("num_hidden_layers")
+    heads = config.get("num_attention_heads")
+    hidden = config.get("hidden_size")
+    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, hidden)):
+        return 0
+    assert isinstance(layers, int) and isinstance(heads, int) and isinstance(hidden, int)
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    return 2 * layers * int(kv_heads) * int(head_dim) * context * 2
+
+
+def _check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
+    """The GPU count to use; refuses when the weights and one full-context sequence's KV
+    cache cannot fit, and says what would."""
+    weights = _weights_bytes(model)
+    context = serve.max_model_len or model_context(model) or 4096
+    need = weights + kv_cache_bytes(model, context)
+    available = len(system.gpus)
+    if not available:
+        usable = system.memory_total_mib * 2**20 * USABLE_VRAM
+        if need > usable:
+            raise die(
+                f"model '{model.name}' needs about {text.size(need)} of memory and this "
+                f"machine has {text.size(system.memory_total_mib * 2**20)}",
+                hint="serve a smaller or quantized (GGUF) model, or lower serve.max_model_len",
+                exit_code=EX_CONFIG,
+            )
+        return 0
+    gpus = available if serve.gpus == "auto" else serve.gpus
+    if gpus > available:
+        raise die(
+            f"serve.gpus is {gpus}, but this machine has {available} GPU(s)",
+            hint=f"set serve.gpus: {available} or auto",
+            exit_code=EX_CONFIG,
+        )
+    per_gpu = min(gpu.memory_mib for gpu in system.gpus) * 2**20 * USABLE_VRAM
+    if per_gpu and need / gpus > per_gpu:
+        enough = math.ceil(need / per_gpu)
+        advice = (
+            f"serve it on {enough} GPUs (serve.gpus: {enough}, tensor parallel)"
+            if enough <= available
+            else "use a smaller or quantized model"
+        )
+        raise die(
+            f"model '{model.name}' needs about {text.size(need)} (weights plus the KV cache "
+            f"of a {context}-token context); {gpus} GPU(s) give {text.size(per_gpu * gpus)}",
+            hint=f"{advice}, or lower serve.max_model_len",
+            exit_code=EX_CONFIG,
+        )
+    return gpus
+
+
+def _check_port(serve: Serve) -> None:
+    family = socket.AF_INET6 if ":" in serve.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((serve.host, serve.port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise die(
+                    f"port {serve.port} on {serve.host} is already in use",
+                    hint=f"stop what listens there (ss -ltnp 'sport = :{serve.port}') or set "
+                    "serve.port",
+                    exit_code=EX_CONFIG,
+                ) from None
+            raise die(
+                f"cannot listen on {serve.host}:{serve.port}: {error.strerror}",
+                hint="check serve.host",
+                exit_code=EX_CONFIG,
+            ) from None
+
+
+def _api_key(serve: Serve) -> str | None:
+    if serve.api_key_file is None:
+        return None
+    try:
+        key = Path(serve.api_key_file).read_text().strip()
+    except OSError as error:
+        raise die(
+            f"cannot read serve.api_key_file {serve.api_key_file}: {error.strerror}",
+            hint="create it (one line, mode 0600), or remove serve.api_key_file",
+            exit_code=EX_CONFIG,
+        ) from None
+    if not key:
+        raise die(f"{serve.api_key_file} is empty", exit_code=EX_CONFIG)
+    return key

@@ -1,0 +1,134 @@
+"""The serve unit's main process: it starts the backend, tells systemd READY only once
+`/v1/models` lists the model, keeps the watchdog fed while the backend keeps answering, and
+stops it gracefully. Clients talk to the backend directly: nothing here is in the data path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bootlab import files, journal
+from bootlab.errors import die
+from bootlab.paths import Paths
+from bootlab.serve.backends import Backend, Target
+
+log = logging.getLogger("bootlab.serve")
+PROBE_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 60.0
+
+
+def state_file(paths: Paths) -> Path:
+    """What is being served, for `bootlab serve status` and `bootlab chat`."""
+    return paths.runtime / "serve.json"
+
+
+def endpoint(target: Target) -> str:
+    host = target.serve.host
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{target.serve.port}/v1"
+
+
+def answers(target: Target) -> bool:
+    """True when the backend lists the model on /v1/models."""
+    request = urllib.request.Request(endpoint(target) + "/models")  # noqa: S310 - http, ours
+    if target.api_key:
+        request.add_header("Authorization", f"Bearer {target.api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:  # noqa: S310 - http to our own backend
+            models = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+    return any(entry.get("id") == target.name for entry in models.get("data", []))
+
+
+def supervise(backend: Backend, target: Target, paths: Paths, lock: int) -> int:
+    launch = backend.launch(target)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    journal.notify(f"STATUS=loading {target.name} with {backend.name}")
+    log.info("starting %s for %s: %s", backend.name, target.name, " ".join(launch.argv))
+    child = subprocess.Popen(launch.argv, env={**os.environ, **launch.env}, pass_fds=(lock,))
+    started = time.time()
+    try:
+        if not _wait_ready(child, target, stopping):
+            return 0 if stopping.is_set() else 1
+        record = {
+            "model": target.name,
+            "backend": backend.name,
+            "endpoint": endpoint(target),
+            "pid": child.pid,
+            "started": started,
+            "ready": time.time(),
+        }
+        files.write_atomic(state_file(paths), json.dumps(record).encode(), 0o644)
+        journal.notify(
+            f"READY=1\nSTATUS=serving {target.name} with {backend.name} at {endpoint(target)}"
+        )
+        log.info(
+            "%s answers at %s after %.1fs", target.name, endpoint(target), time.time() - started
+        )
+        return _watch(child, target, stopping)
+    finally:
+        journal.notify("STOPPING=1")
+        _stop(child)
+        state_file(paths).unlink(missing_ok=True)
+
+
+def _wait_ready(child: subprocess.Popen[bytes], target: Target, stopping: threading.Event) -> bool:
+    deadline = time.monotonic() + target.serve.ready_timeout_s
+    while not stopping.is_set():
+        if child.poll() is not None:
+            raise die(
+                f"the {target.name} server exited (code {child.returncode}) while loading",
+                hint="see why: journalctl -u bootlab-serve -n 100",
+                exit_code=1,
+            )
+        if answers(target):
+            return True
+        if time.monotonic() > deadline:
+            raise die(
+                f"{target.name} did not answer within serve.ready_timeout_s "
+                f"({target.serve.ready_timeout_s}s)",
+                hint="a large model may need longer: raise serve.ready_timeout_s; see "
+                "journalctl -u bootlab-serve",
+                exit_code=1,
+            )
+        stopping.wait(0.5)
+    return False
+
+
+def _watch(child: subprocess.Popen[bytes], target: Target, stopping: threading.Event) -> int:
+    """Feed systemd's watchdog only while the backend answers: a hung server stops the
+    pings, and systemd restarts the unit."""
+    watchdog_us = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    interval = watchdog_us / 2e6 if watchdog_us else 15.0
+    while not stopping.wait(interval):
+        if child.poll() is not None:
+            log.error("the %s server exited (code %s)", target.name, child.returncode)
+            return child.returncode or 1
+        if answers(target):
+            journal.notify("WATCHDOG=1")
+        else:
+            log.warning("%s did not answer the health probe", target.name)
+    return 0
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("the server did not stop within %ss: killing it", STOP_TIMEOUT_S)
+        child.kill()
+        child.wait()
