@@ -32,7 +32,11 @@ from image.spec import ImageSpec
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 WHEEL_INPUTS = ("pyproject.toml", "README.md", "appliance")
-_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + ["manylinux2014_x86_64"]
+# linux_x86_64: the wheels compiled here (ml.compile) carry the plain tag.
+_PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 37)] + [
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+]
 
 
 def git_revision() -> str:
@@ -160,13 +164,45 @@ def base_python_version(spec: ImageSpec) -> str:
     )
 
 
+def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
+    """Wheels for the packages that publish none for this Python, built once each."""
+    directories = []
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for name in spec.ml.compile:
+        version = spec.ml.packages[name]
+        directory = cache_dir() / "built-wheels" / f"{name}-{version}"
+        if not (directory / ".complete").exists():
+            if host != python:
+                raise die(
+                    f"{name} must be compiled for Python {python}, and this machine runs "
+                    f"{host}",
+                    hint=f"build from a machine with Python {python}, or drop {name} from "
+                    "ml.compile",
+                )
+            with step(f"compiling {name} {version} (once; cached in {directory})"):
+                partial = directory.with_suffix(".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                run(
+                    [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                     "--wheel-dir", partial, f"{name}=={version}"],
+                    capture=True,
+                    what=f"compiling {name}",
+                )
+                (partial / ".complete").touch()
+                shutil.rmtree(directory, ignore_errors=True)
+                partial.rename(directory)
+        directories.append(directory)
+    return directories
+
+
 def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
     """Offline profiles install Python packages only from wheels fetched here, once, cached."""
     if not spec.offline:
         return
     requirements = [*ml_requirements(spec), *appliance_requirements()]
     python = base_python_version(spec)
-    wheelhouse = cache_dir() / "wheels" / key_of(requirements, python, _PLATFORMS)
+    compiled = compile_wheels(spec, python)
+    wheelhouse = cache_dir() / "wheels" / key_of(requirements, python, _PLATFORMS, compiled)
     if not (wheelhouse / ".complete").exists():
         with step(f"downloading {len(requirements)} requirements for Python {python}"):
             partial = wheelhouse.with_suffix(".partial")
@@ -185,6 +221,7 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
                     "--python-version",
                     python,
                     *platforms,
+                    *(arg for directory in compiled for arg in ("--find-links", directory)),
                     *requirements,
                 ],
                 capture=True,

