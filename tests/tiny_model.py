@@ -27,21 +27,27 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
 out = Path(sys.argv[1])
 out.mkdir(parents=True)
 random.seed(0)
-words = ("the model serves answers to questions about bootable images and gpus while "
-         "training runs on data from a taxonomy of skills and knowledge").split()
+# Enough distinct pseudo-words for 512 BPE pieces: syllables of common letters.
+syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
+words = ["".join(random.choices(syllables, k=random.randint(1, 4))) for _ in range(3000)]
 corpus = out / "corpus.txt"
-corpus.write_text("\n".join(" ".join(random.choices(words, k=12)) for _ in range(2000)))
+corpus.write_text("\n".join(" ".join(random.choices(words, k=12)) for _ in range(5000)))
 spm.SentencePieceTrainer.train(
     input=str(corpus), model_prefix=str(out / "tok"), vocab_size=512, model_type="bpe",
     byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
     minloglevel=2,
 )
-tokenizer = LlamaTokenizer(vocab_file=str(out / "tok.model"), legacy=False)
+hf = out / "hf"
+hf.mkdir()
+# From the directory, not vocab_file=: transformers 5 then converts the SentencePiece model
+# (vocab_file= alone gives a 3-token tokenizer). llama.cpp's converter reads the .model too.
+(out / "tok.model").rename(hf / "tokenizer.model")
+tokenizer = LlamaTokenizer.from_pretrained(hf)
+assert len(tokenizer) == 512, len(tokenizer)
 tokenizer.chat_template = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-hf = out / "hf"
 tokenizer.save_pretrained(hf)
 torch.manual_seed(0)
 config = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512,
@@ -49,7 +55,7 @@ config = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=512,
                      max_position_embeddings=2048, bos_token_id=1, eos_token_id=2,
                      torch_dtype="float32")
 LlamaForCausalLM(config).save_pretrained(hf, safe_serialization=True)
-for name in ("corpus.txt", "tok.model", "tok.vocab"):
+for name in ("corpus.txt", "tok.vocab"):
     (out / name).unlink()
 """
 
@@ -87,7 +93,9 @@ def _converter(work: Path) -> Path:
         members = [
             m
             for m in archive.getmembers()
-            if m.name.startswith((prefix + "convert_hf_to_gguf.py", prefix + "gguf-py/"))
+            if m.name.startswith(
+                (prefix + "convert_hf_to_gguf.py", prefix + "gguf-py/", prefix + "conversion/")
+            )
         ]
         archive.extractall(work, members=members, filter="data")
     return work / prefix

