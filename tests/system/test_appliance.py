@@ -242,6 +242,7 @@ def gpu_holders(booted: Booted) -> Iterator[Booted]:
             textwrap.dedent(f"""\
                 [Service]
                 Type=exec
+                WatchdogSec=0
                 ExecStart=
                 ExecStart=/usr/bin/bootlab gpu run --as {workload} -- sleep infinity
                 """),
@@ -397,3 +398,63 @@ def test_hf_pull_inside_the_image_uses_its_ml_stack(booted: Booted, hub: Hub) ->
         assert missing.returncode == 6 and "Traceback" not in missing.stderr
     finally:
         booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
+
+
+def test_serving_the_tiny_model_under_systemd(
+    booted: Booted, registry: Registry, tmp_path: Path
+) -> None:
+    """Pull the tiny GGUF model from the registry, `systemctl start bootlab-serve` returns
+    only once it answers, chat works, training's start stops it, a restart brings it back."""
+    from bootlab import auth
+    from bootlab.paths import Paths
+    from bootlab.store.fetch import Progress
+    from bootlab.store.layout import model_store
+    from bootlab.store.sources import local
+    from bootlab.store.sources import registry as registry_source
+    from tiny_model import tiny_model
+
+    _, gguf = tiny_model()
+    outside = Paths(tmp_path / "outside")
+    auth.store(outside, registry.host, auth.Credentials(registry.username, registry.password))
+    local.pull(str(gguf), "tiny", model_store(outside), progress=Progress())
+    reference = f"docker://{registry.host}/models/tiny:1"
+    registry_source.push(
+        "tiny", reference, model_store(outside), outside, tls_verify=False, progress=Progress()
+    )
+    booted.exec(
+        "bootlab",
+        "login",
+        "--tls-verify=false",
+        "--password-stdin",
+        "-u",
+        registry.username,
+        registry.host,
+        input_text=registry.password + "\n",
+    )
+    booted.exec("bootlab", "model", "pull", "--tls-verify=false", reference)
+    booted.write(
+        "/etc/bootlab/config.yaml", "serve:\n  model: tiny\n  port: 8765\n  max_model_len: 512\n"
+    )
+    try:
+        booted.exec("systemctl", "start", "bootlab-serve")  # returns once it answers
+        models = booted.exec(
+            "/usr/lib/bootlab/venv/bin/python",
+            "-c",
+            "import urllib.request;print(urllib.request.urlopen("
+            "'http://127.0.0.1:8765/v1/models').read().decode())",
+        )
+        assert json.loads(models.stdout)["data"][0]["id"] == "tiny"
+        answer = booted.exec("bootlab", "chat", "-q", "hello", "--max-tokens", "8")
+        assert answer.stdout.strip()
+        state = json.loads(booted.exec("bootlab", "serve", "status", "--json").stdout)
+        assert (state["model"], state["backend"]) == ("tiny", "llama-cpp")
+        assert state["endpoint"] == "http://127.0.0.1:8765/v1"
+        booted.exec("systemctl", "start", "bootlab-train", check=False)  # not configured
+        assert not _active(booted, "bootlab-serve")  # Conflicts= stopped serving first
+        booted.exec("systemctl", "reset-failed", "bootlab-train", check=False)
+        booted.exec("systemctl", "restart", "bootlab-serve")
+        assert booted.exec("bootlab", "chat", "-q", "again", "--max-tokens", "4").stdout.strip()
+    finally:
+        booted.exec("systemctl", "stop", "bootlab-serve", check=False)
+        booted.exec("rm", "-f", "/etc/bootlab/config.yaml")
+        booted.exec("bootlab", "logout", registry.host, check=False)
