@@ -234,7 +234,8 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
     if args.action == "status":
         state = _api(paths, "GET", f"/v1/services/{workload}")
     elif args.action == "start":
-        body = {"model": args.model} if getattr(args, "model", None) else {}
+        options = ("model", "port", "backend", "max_model_len")
+        body = {key: getattr(args, key) for key in options if getattr(args, key, None)}
         state = _api(paths, "POST", f"/v1/services/{workload}/start", body)
     else:
         state = _api(paths, "POST", f"/v1/services/{workload}/{args.action}")

@@ -209,7 +209,11 @@ def post_service_start(
     context: Context, params: dict[str, str], body: StartRequest
 ) -> ServiceState:
     workload = cast(services.Workload, params["workload"])
-    changes: dict[str, object] | None = {"model": check_name(body.model)} if body.model else None
+    changes: dict[str, object] = body.model_dump(exclude_none=True)
+    if "model" in changes:
+        check_name(body.model or "")
+    if workload == "train" and set(changes) - {"model"}:
+        raise die("train start takes only a model", hint="set the rest in the config", exit_code=2)
     return _as_model(workload, services.start(workload, context.paths, changes), context.paths)
 
 
