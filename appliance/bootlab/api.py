@@ -175,12 +175,13 @@ class GcResult(_Body):
 
 
 class StartRequest(_Body):
-    model: str | None = Field(
-        None,
-        max_length=128,
-        description="Serve or train this model instead, until the next "
-        "start without one (the config stays as it is).",
-    )
+    """Settings for this start only (kept in /run until the next start); the config file
+    stays as it is."""
+
+    model: str | None = Field(None, max_length=128, description="A model from the store.")
+    port: int | None = Field(None, ge=1, le=65535, description="serve only")
+    backend: Literal["auto", "vllm", "llama-cpp"] | None = Field(None, description="serve only")
+    max_model_len: int | None = Field(None, ge=16, description="serve only")
 
 
 class ServiceAction(_Body):

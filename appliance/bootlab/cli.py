@@ -615,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
                 sub.add_argument(
                     "model", nargs="?", help="a model from the store, for this start only"
                 )
+                if workload == "serve":
+                    sub.add_argument("--port", type=int, help="for this start only")
+                    sub.add_argument("--backend", choices=["auto", "vllm", "llama-cpp"])
+                    sub.add_argument("--max-model-len", type=int, dest="max_model_len")
         run = command(
             actions,
             "run",

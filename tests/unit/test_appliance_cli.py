@@ -237,3 +237,26 @@ def test_model_pull_errors_are_clear(daemon: Daemon) -> None:
     assert unreachable.returncode == 5 and "not reachable" in unreachable.stderr
     for result in (bad_name, missing, unreachable):
         assert "Traceback" not in result.stderr
+
+
+def test_serve_start_options_reach_the_api(daemon: Daemon) -> None:
+    """Here systemd is not PID 1, so the start itself fails; the options must get that far
+    (an unknown field would be refused first, with exit 2)."""
+    result = bootlab(
+        daemon,
+        "serve",
+        "start",
+        "tiny",
+        "--port",
+        "9000",
+        "--backend",
+        "llama-cpp",
+        "--max-model-len",
+        "512",
+    )
+    assert result.returncode not in (0, 2), result.stderr
+    assert "invalid request body" not in result.stderr
+    override = json.loads((daemon.root / "run/bootlab/serve.override.json").read_text())
+    assert override == {"model": "tiny", "port": 9000, "backend": "llama-cpp", "max_model_len": 512}
+    bad = bootlab(daemon, "serve", "start", "a/b")
+    assert bad.returncode == 2 and "not a model name" in bad.stderr
