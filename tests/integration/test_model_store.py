@@ -13,6 +13,7 @@ import sys
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -137,6 +138,41 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     info.type = kind
     info.linkname = link
     return info
+
+
+@dataclass
+class Background:
+    """A pull running in a thread, for tests that break something while it runs."""
+
+    thread: threading.Thread
+    progress: Progress
+    failure: list[BaseException]
+
+    def wait_for(self, done: int) -> None:
+        while self.progress.done < done and self.thread.is_alive():
+            time.sleep(0.001)
+
+
+def pull_in_background(reference: str, name: str, store: Store, paths: Paths) -> Background:
+    progress = Progress()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sources.pull(
+                reference,
+                name,
+                store,
+                paths,
+                progress=progress,
+                options=sources.PullOptions(tls_verify=False),
+            )
+        except BaseException as error:  # inspected by the test
+            failure.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return Background(thread, progress, failure)
 
 
 # Sources -------------------------------------------------------------------------------------
@@ -364,33 +400,16 @@ def test_registry_gone_mid_download_then_resume(
         auth.store(paths, flaky.host, auth.Credentials(flaky.username, flaky.password))
         store = model_store(paths)
         push_layers(flaky, "m/big", [(data, {registry_source.TITLE: "weights.bin"})])
-        progress = Progress()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                sources.pull(
-                    f"docker://{flaky.host}/m/big:1",
-                    "big",
-                    store,
-                    paths,
-                    progress=progress,
-                    options=sources.PullOptions(tls_verify=False),
-                )
-            except BaseException as error:
-                failure.append(error)
-
-        slow = threading.Thread(target=run)
         monkeypatch.setattr(fetch, "WINDOW_BYTES", 4 * MiB)
-        slow.start()
-        while progress.done < 10 * MiB and slow.is_alive():
-            time.sleep(0.005)
+        slow = pull_in_background(f"docker://{flaky.host}/m/big:1", "big", store, paths)
+        slow.wait_for(10 * MiB)
         processes = subprocess.run(
             ["pgrep", "-f", str(tmp_path / "flaky")], capture_output=True, text=True, check=False
         ).stdout.split()
         for pid in processes:
             os.kill(int(pid), signal.SIGKILL)
-        slow.join(60)
+        slow.thread.join(60)
+        failure = slow.failure
         assert failure and isinstance(failure[0], BootlabError)
         assert failure[0].exit_code == 5 and "resumes" in (failure[0].hint or "")
         assert store.records() == []
@@ -482,33 +501,16 @@ def test_disk_full_mid_download_is_clear_and_resumable(
     sh("mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(small))
     try:
         store = Store(small / "store", small / "models")
-        progress = Progress()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                sources.pull(
-                    f"docker://{registry.host}/big/full:1",
-                    "full",
-                    store,
-                    paths,
-                    progress=progress,
-                    options=sources.PullOptions(tls_verify=False),
-                )
-            except BaseException as error:
-                failure.append(error)
-
-        puller = threading.Thread(target=run)
-        puller.start()
-        while progress.done < 4 * MiB and puller.is_alive():
-            time.sleep(0.001)
+        puller = pull_in_background(f"docker://{registry.host}/big/full:1", "full", store, paths)
+        puller.wait_for(4 * MiB)
         with (small / "hog").open("wb", buffering=0) as hog:  # another writer takes the rest
             try:
                 while True:
                     hog.write(b"\0" * MiB)
             except OSError:
                 pass
-        puller.join(60)
+        puller.thread.join(60)
+        failure = puller.failure
         assert failure, "the pull finished before the disk filled"
         assert isinstance(failure[0], BootlabError) and failure[0].exit_code == 8
         assert "disk is full" in failure[0].message and "resumes" in (failure[0].hint or "")

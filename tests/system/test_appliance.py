@@ -4,6 +4,7 @@ and bootc, and serve/train that never run together."""
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ def test_status_answers_through_the_socket(booted: Booted) -> None:
         time.sleep(0.2)  # the daemon probes the GPUs in the background from its start
         document = status(booted)
     assert document["profile"] == "CPU only"
-    workloads = {s["workload"]: s for s in document["services"]}  # type: ignore[attr-defined]
+    workloads = {s["workload"]: s for s in document["services"]}
     assert set(workloads) == {"serve", "train"}
     assert workloads["serve"]["unit"] == "bootlab-serve.service"
     # Socket activation started the daemon, which said READY.
@@ -77,7 +78,7 @@ def test_non_admin_is_refused_and_group_member_is_not(booted: Booted) -> None:
     assert smuggle.returncode == 77 and "only root may import" in smuggle.stderr
 
 
-def _login(machine: Booted, registry: Registry, password: str) -> object:
+def _login(machine: Booted, registry: Registry, password: str) -> subprocess.CompletedProcess[str]:
     return machine.exec(
         "bootlab",
         "login",
@@ -115,13 +116,13 @@ def test_login_serves_podman_and_bootc_and_never_leaks(booted: Booted, registry:
     before = booted.exec("sh", "-c", f"cat {' '.join(files)} 2>/dev/null", check=False).stdout
 
     wrong = _login(booted, registry, "not-the-password")
-    assert wrong.returncode == 4, wrong.stderr  # type: ignore[attr-defined]
-    assert "refused the username or password" in wrong.stderr  # type: ignore[attr-defined]
+    assert wrong.returncode == 4, wrong.stderr
+    assert "refused the username or password" in wrong.stderr
     after = booted.exec("sh", "-c", f"cat {' '.join(files)} 2>/dev/null", check=False).stdout
     assert after == before, "a refused login changed the auth files"
 
     good = _login(booted, registry, registry.password)
-    assert good.returncode == 0, good.stderr  # type: ignore[attr-defined]
+    assert good.returncode == 0, good.stderr
     for path in files:
         assert booted.exec("stat", "-c", "%a", path).stdout.strip() == "600"
         document = json.loads(booted.exec("cat", path).stdout)
@@ -341,35 +342,12 @@ def test_model_pull_inside_the_image_uses_the_login(
     lands where serving looks for it."""
     import os
 
-    from bootlab import auth
-    from bootlab.paths import Paths
-    from bootlab.store.fetch import Progress
-    from bootlab.store.layout import model_store
-    from bootlab.store.sources import local
-    from bootlab.store.sources import registry as registry_source
-
-    outside = Paths(tmp_path / "outside")
-    auth.store(outside, registry.host, auth.Credentials(registry.username, registry.password))
     (tmp_path / "granite").mkdir()
     (tmp_path / "granite" / "config.json").write_text("{}")
     (tmp_path / "granite" / "model.gguf").write_bytes(b"GGUF" + os.urandom(5_000_000))
-    local.pull(str(tmp_path / "granite"), "granite", model_store(outside), progress=Progress())
-    reference = f"docker://{registry.host}/models/granite:1"
-    registry_source.push(
-        "granite", reference, model_store(outside), outside, tls_verify=False, progress=Progress()
-    )
+    reference = push_from_outside(registry, tmp_path / "granite", "granite", tmp_path)
 
-    login = booted.exec(
-        "bootlab",
-        "login",
-        "--tls-verify=false",
-        "--password-stdin",
-        "-u",
-        registry.username,
-        registry.host,
-        input_text=registry.password + "\n",
-    )
-    assert login.returncode == 0
+    assert _login(booted, registry, registry.password).returncode == 0
     pulled = booted.exec("bootlab", "model", "pull", "--tls-verify=false", reference)
     assert "granite:" in pulled.stdout
     assert booted.exec("bootlab", "model", "verify", "granite").returncode == 0
@@ -406,32 +384,11 @@ def test_serving_the_tiny_model_under_systemd(
 ) -> None:
     """Pull the tiny GGUF model from the registry, `systemctl start bootlab-serve` returns
     only once it answers, chat works, training's start stops it, a restart brings it back."""
-    from bootlab import auth
-    from bootlab.paths import Paths
-    from bootlab.store.fetch import Progress
-    from bootlab.store.layout import model_store
-    from bootlab.store.sources import local
-    from bootlab.store.sources import registry as registry_source
     from tiny_model import tiny_model
 
     _, gguf = tiny_model()
-    outside = Paths(tmp_path / "outside")
-    auth.store(outside, registry.host, auth.Credentials(registry.username, registry.password))
-    local.pull(str(gguf), "tiny", model_store(outside), progress=Progress())
-    reference = f"docker://{registry.host}/models/tiny:1"
-    registry_source.push(
-        "tiny", reference, model_store(outside), outside, tls_verify=False, progress=Progress()
-    )
-    booted.exec(
-        "bootlab",
-        "login",
-        "--tls-verify=false",
-        "--password-stdin",
-        "-u",
-        registry.username,
-        registry.host,
-        input_text=registry.password + "\n",
-    )
+    reference = push_from_outside(registry, gguf, "tiny", tmp_path)
+    assert _login(booted, registry, registry.password).returncode == 0
     booted.exec("bootlab", "model", "pull", "--tls-verify=false", reference)
     booted.write(
         "/etc/bootlab/config.yaml", "serve:\n  model: tiny\n  port: 8765\n  max_model_len: 512\n"
@@ -489,3 +446,23 @@ def hung_server_is_restarted(booted: Booted) -> None:
     assert booted.exec("bootlab", "chat", "-q", "back?", "--max-tokens", "4").stdout.strip()
     journal = booted.exec("journalctl", "-u", "bootlab-serve", "-o", "cat").stdout
     assert "watchdog timeout" in journal.lower()
+
+
+def push_from_outside(registry: Registry, source: Path, name: str, scratch: Path) -> str:
+    """A model pushed to the registry from this host (bootlab's own push): what admins
+    pull inside. Returns its reference."""
+    from bootlab import auth
+    from bootlab.paths import Paths
+    from bootlab.store.fetch import Progress
+    from bootlab.store.layout import model_store
+    from bootlab.store.sources import local
+    from bootlab.store.sources import registry as registry_source
+
+    outside = Paths(scratch / f"outside-{name}")
+    auth.store(outside, registry.host, auth.Credentials(registry.username, registry.password))
+    local.pull(str(source), name, model_store(outside), progress=Progress())
+    reference = f"docker://{registry.host}/models/{name}:1"
+    registry_source.push(
+        name, reference, model_store(outside), outside, tls_verify=False, progress=Progress()
+    )
+    return reference
