@@ -174,6 +174,26 @@ class GcResult(_Body):
     bytes_freed: int
 
 
+class DatasetView(_Body):
+    name: str
+    source: str
+    sha256: str
+    samples: int
+    messages: int
+    longest_tokens: int = Field(description="Roughly (characters / 4), the longest sample.")
+    imported_at: float
+
+
+class DatasetList(_Body):
+    datasets: list[DatasetView]
+
+
+class DatasetImportRequest(_Body):
+    path: str = Field(min_length=1, max_length=4096, description="A JSONL file on this machine.")
+    name: str | None = Field(None, max_length=128)
+    context: int | None = Field(None, ge=16, description="Refuse samples longer than this.")
+
+
 class StartRequest(_Body):
     """Settings for this start only (kept in /run until the next start); the config file
     stays as it is."""
@@ -195,6 +215,9 @@ __all__ = [
     "ConfigInitRequest",
     "ConfigInitResponse",
     "ConfigView",
+    "DatasetImportRequest",
+    "DatasetList",
+    "DatasetView",
     "ErrorBody",
     "GcResult",
     "Job",

@@ -421,6 +421,52 @@ def cmd_model_gc(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _dataset_table(found: Sequence[dict[str, Any]]) -> None:
+    _table(
+        [
+            [
+                d["name"],
+                str(d["samples"]),
+                str(d["longest_tokens"]),
+                _ago(d["imported_at"]),
+                d["source"],
+            ]
+            for d in found
+        ],
+        header=["NAME", "SAMPLES", "LONGEST (≈TOKENS)", "IMPORTED", "SOURCE"],
+    )
+
+
+def cmd_data_import(args: argparse.Namespace, paths: Paths) -> int:
+    body = {"path": os.path.abspath(args.path), "name": args.name, "context": args.context}
+    dataset = _api(paths, "POST", "/v1/datasets/import", body)
+    if args.json:
+        _print_json(dataset)
+    else:
+        print(f"{dataset['name']}: {dataset['samples']} samples, valid")
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace, paths: Paths) -> int:
+    found = _api(paths, "GET", "/v1/datasets")["datasets"]
+    if args.json:
+        _print_json(found)
+    elif found:
+        _dataset_table(found)
+    else:
+        print("no datasets yet (bootlab data import FILE.jsonl)")
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> int:
+    dataset = _api(paths, "GET", f"/v1/datasets/{args.name}")
+    if args.json:
+        _print_json(dataset)
+    else:
+        _dataset_table([dataset])
+    return 0
+
+
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
     """The unit's ExecStart: preflight, the GPU lock, then the workload (serving is
     supervised: READY once the model answers; training execs its backend)."""
@@ -537,6 +583,27 @@ def _add_model_commands(commands: Any) -> None:
     command(model, "gc", cmd_model_gc, "Free blobs and downloads no model uses", json_output=True)
 
 
+def _add_data_commands(commands: Any) -> None:
+    data = commands.add_parser("data", help="Training datasets").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    data_import = command(
+        data,
+        "import",
+        cmd_data_import,
+        "Validate a messages JSONL file, then keep it",
+        json_output=True,
+    )
+    data_import.add_argument("path")
+    data_import.add_argument("--name", help="default: the file's name")
+    data_import.add_argument(
+        "--context", type=int, help="refuse samples longer than this many tokens (roughly)"
+    )
+    command(data, "list", cmd_data_list, "Datasets kept", json_output=True)
+    data_inspect = command(data, "inspect", cmd_data_inspect, "One dataset", json_output=True)
+    data_inspect.add_argument("name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootlab",
@@ -599,6 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(config, "show", cmd_config_show, "Settings in effect", json_output=True)
 
     _add_model_commands(commands)
+    _add_data_commands(commands)
 
     for workload in ("serve", "train"):
         actions = commands.add_parser(

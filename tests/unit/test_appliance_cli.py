@@ -260,3 +260,22 @@ def test_serve_start_options_reach_the_api(daemon: Daemon) -> None:
     assert override == {"model": "tiny", "port": 9000, "backend": "llama-cpp", "max_model_len": 512}
     bad = bootlab(daemon, "serve", "start", "a/b")
     assert bad.returncode == 2 and "not a model name" in bad.stderr
+
+
+def test_data_verbs_through_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
+    good = tmp_path / "skills.jsonl"
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    )
+    good.write_text(line + "\n" + line + "\n")
+    imported = bootlab(daemon, "data", "import", str(good))
+    assert imported.returncode == 0 and "skills: 2 samples, valid" in imported.stdout
+    listed = json.loads(bootlab(daemon, "data", "list", "--json").stdout)
+    assert [d["name"] for d in listed] == ["skills"]
+    assert "skills" in bootlab(daemon, "data", "inspect", "skills").stdout
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text(line + "\n{oops\n")
+    refused = bootlab(daemon, "data", "import", str(bad))
+    assert refused.returncode == 65 and f"{bad}:2: not valid JSON" in refused.stderr
+    missing = bootlab(daemon, "data", "inspect", "nope")
+    assert missing.returncode == 6

@@ -10,18 +10,32 @@ import re
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from pydantic import BaseModel
 
-from bootlab import __version__, auth, config, gpu_lock, registry, services, sysinfo, upgrade
+from bootlab import (
+    __version__,
+    auth,
+    config,
+    datasets,
+    gpu_lock,
+    registry,
+    services,
+    sysinfo,
+    upgrade,
+)
 from bootlab.api import (
     AuthEntry,
     AuthStatus,
     ConfigInitRequest,
     ConfigInitResponse,
     ConfigView,
+    DatasetImportRequest,
+    DatasetList,
+    DatasetView,
     GcResult,
     Job,
     LoginRequest,
@@ -335,6 +349,31 @@ def post_gc(context: Context, _: dict[str, str], __: None) -> GcResult:
     )
 
 
+# Datasets ------------------------------------------------------------------------------------
+
+
+def get_datasets(context: Context, _: dict[str, str], __: None) -> DatasetList:
+    found = datasets.listing(context.paths.state)
+    return DatasetList(datasets=[DatasetView(**asdict(d)) for d in found])
+
+
+def get_dataset(context: Context, params: dict[str, str], _: None) -> DatasetView:
+    return DatasetView(**asdict(datasets.get(context.paths.state, params["name"])))
+
+
+def post_dataset_import(
+    context: Context, params: dict[str, str], body: DatasetImportRequest
+) -> DatasetView:
+    if params.get(CALLER_UID) != "0":
+        raise die("only root may import local files", hint="use sudo", exit_code=77)
+    source = Path(body.path)
+    if not source.is_absolute():
+        raise die(f"'{body.path}' is not an absolute path", exit_code=2)
+    name = body.name or source.stem
+    imported = datasets.import_file(context.paths.state, source, name, context=body.context)
+    return DatasetView(**asdict(imported))
+
+
 _WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(services.WORKLOADS)}
 
 ROUTES: tuple[Route, ...] = (
@@ -431,6 +470,16 @@ ROUTES: tuple[Route, ...] = (
         Model,
     ),
     Route("GET", "/v1/jobs/{id}", "Progress of a pull or push", get_job, Job),
+    Route("GET", "/v1/datasets", "Training datasets", get_datasets, DatasetList),
+    Route(
+        "POST",
+        "/v1/datasets/import",
+        "Validate a messages JSONL file, then keep it",
+        post_dataset_import,
+        DatasetView,
+        DatasetImportRequest,
+    ),
+    Route("GET", "/v1/datasets/{name}", "One dataset", get_dataset, DatasetView),
     Route(
         "GET",
         "/v1/jobs/{id}/wait",
