@@ -1,8 +1,8 @@
-"""The entrypoints `bootlab-serve.service` and `bootlab-train.service` run: preflight (config,
-model present, backend installed), then the GPU lock, then the workload itself.
+"""What `bootlab-train.service` runs: preflight (config, model present, backend installed),
+then the GPU lock, then the workload (serving's entrypoint is `bootlab.serve`).
 
-The daemon runs the same preflight before asking systemd to start a unit, so a missing model
-is one clear error to the admin rather than a failed unit to dig out of the journal."""
+A refusal is written to /run/bootlab/<workload>.failure.json as well as the journal, so the
+`bootlab ... start` that asked for it shows the same message instead of "unit failed"."""
 
 from __future__ import annotations
 
