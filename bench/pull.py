@@ -1,10 +1,10 @@
 """Benchmark: pulling a ~1 GiB model from the loopback registry, bootlab against skopeo.
 
 In one run: make a model (four random safetensors files and a config), push it as an OCI
-artifact to a local docker-registry with htpasswd auth, then alternately time `skopeo copy`
-to an `oci:` directory and `bootlab model pull` (CLI → bootlabd), five times each with
-`sync` between; then kill bootlabd at half of a pull, start it again, pull again and count
-what came twice.
+artifact to a local docker-registry with htpasswd auth, then (after one untimed round of
+both) alternately time `skopeo copy` to an `oci:` directory and `bootlab model pull`
+(CLI → bootlabd), five times each with `sync` between; then kill bootlabd at half of a
+pull, start it again, pull again and count what came twice.
 
 Prints one JSON object as its last stdout line: skopeo_mb_s and bootlab_mb_s (medians);
 ratio, the median of each round's skopeo time over its bootlab time (goal >= 1.2);
@@ -109,7 +109,8 @@ def measure(work: Path, registry: Registry, daemon: Daemon) -> dict[str, object]
     appliance = Paths(daemon.root)
     auth.store(appliance, registry.host, credentials)  # what `bootlab login` writes
     skopeo_s, bootlab_s = [], []
-    for run in range(RUNS):  # alternated: this machine's speed drifts within a run
+    # Round 0 is untimed: both tools, and bootlabd's first pull, start warm like the rest.
+    for run in range(-1, RUNS):  # alternated: this machine's speed drifts within a run
         target = work / f"oci-{run}"
         skopeo_s.append(
             timed(
@@ -129,6 +130,9 @@ def measure(work: Path, registry: Registry, daemon: Daemon) -> dict[str, object]
         started = time.perf_counter()
         bootlab(daemon, "model", "pull", "--tls-verify=false", "--name", "bench", reference)
         bootlab_s.append(time.perf_counter() - started)
+        if run < 0:
+            skopeo_s.clear()
+            bootlab_s.clear()
         if run < RUNS - 1:
             bootlab(daemon, "model", "remove", "bench")
             bootlab(daemon, "model", "gc")
