@@ -6,7 +6,7 @@ preflight, GPU lock, supervisor) until it says READY; then send the same request
 each (48 chat completions of 64 tokens, 4 at a time, after one warm-up pass) and count
 completion tokens a second.
 One untimed start first warms vLLM's compile caches; then the order alternates per round;
-times are medians of 3 rounds, ratios the median of each round's pair.
+times are medians of 5 rounds, ratios the median of each round's pair.
 
 Prints one JSON object as its last stdout line: bare_ready_s, bootlab_ready_s, ready_ratio
 (goal <= 1.05), bare_tok_s, bootlab_tok_s, throughput_ratio (goal >= 0.98).
@@ -36,7 +36,7 @@ from bootlab.store.layout import model_store  # noqa: E402
 from bootlab.store.sources import local  # noqa: E402
 from tiny_model import ML_VENV, tiny_model  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 REQUESTS, CONCURRENCY, TOKENS = 48, 4, 64
 VLLM_ARGS = ["--max-model-len", "512", "--gpu-memory-utilization", "0.3", "--max-num-seqs", "4"]
 ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(ROOT / "appliance")}
