@@ -268,15 +268,20 @@ def get_model(context: Context, params: dict[str, str], _: None) -> Model:
     return _model(store, store.record(params["name"]))
 
 
-def post_pull(context: Context, params: dict[str, str], body: PullRequest) -> Job:
-    if sources.is_local(body.reference) and params.get(CALLER_UID) != "0":
-        # The store is readable by the bootlab group: importing a file would let a member
-        # read what only root may.
+def _root_only(params: dict[str, str]) -> None:
+    """Local files go only from root into /var/lib/bootlab, which the bootlab group can read:
+    a member importing a file could otherwise read what only root may."""
+    if params.get(CALLER_UID) != "0":
         raise die(
-            "only root may import local files into the store",
-            hint="run the pull with sudo",
+            "only root may import local files into the appliance",
+            hint="run it with sudo",
             exit_code=77,
         )
+
+
+def post_pull(context: Context, params: dict[str, str], body: PullRequest) -> Job:
+    if sources.is_local(body.reference):
+        _root_only(params)
     store = _store(context)
     settings = config.load(context.paths)
     name = check_name(body.name or sources.default_name(body.reference))
@@ -364,8 +369,7 @@ def get_dataset(context: Context, params: dict[str, str], _: None) -> DatasetVie
 def post_dataset_import(
     context: Context, params: dict[str, str], body: DatasetImportRequest
 ) -> DatasetView:
-    if params.get(CALLER_UID) != "0":
-        raise die("only root may import local files", hint="use sudo", exit_code=77)
+    _root_only(params)
     source = Path(body.path)
     if not source.is_absolute():
         raise die(f"'{body.path}' is not an absolute path", exit_code=2)
