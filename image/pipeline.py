@@ -174,8 +174,7 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
         if not (directory / ".complete").exists():
             if host != python:
                 raise die(
-                    f"{name} must be compiled for Python {python}, and this machine runs "
-                    f"{host}",
+                    f"{name} must be compiled for Python {python}, and this machine runs {host}",
                     hint=f"build from a machine with Python {python}, or drop {name} from "
                     "ml.compile",
                 )
@@ -183,8 +182,17 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                 partial = directory.with_suffix(".partial")
                 shutil.rmtree(partial, ignore_errors=True)
                 run(
-                    [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                     "--wheel-dir", partial, f"{name}=={version}"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "wheel",
+                        "--quiet",
+                        "--no-deps",
+                        "--wheel-dir",
+                        partial,
+                        f"{name}=={version}",
+                    ],
                     capture=True,
                     what=f"compiling {name}",
                 )
@@ -227,12 +235,29 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
                 capture=True,
                 what="downloading the wheelhouse",
             )
+            refuse_gpu_wheels(spec, partial)
             (partial / ".complete").touch()
             shutil.rmtree(wheelhouse, ignore_errors=True)
             partial.rename(wheelhouse)
     target.mkdir()
     for wheel in wheelhouse.glob("*.whl"):
         os.link(wheel, target / wheel.name)  # same filesystem as the cache: no copy
+
+
+def refuse_gpu_wheels(spec: ImageSpec, wheelhouse: Path) -> None:
+    """A CPU profile's wheelhouse holding nvidia-* wheels means a resolver picked a CUDA build
+    (e.g. PyPI's torch): gigabytes the image cannot use. Stop before it is cached."""
+    if spec.accelerator.type == "nvidia":
+        return
+    cuda = sorted(wheel.name for wheel in wheelhouse.glob("nvidia_*.whl"))
+    if cuda:
+        raise die(
+            f"the wheelhouse for a '{spec.accelerator.type}' accelerator pulled CUDA wheels "
+            f"({', '.join(cuda[:3])}{', ...' if len(cuda) > 3 else ''})",
+            hint='pin the CPU build in ml.packages (e.g. torch: "2.13.0+cpu") and make its '
+            "wheel reachable (PIP_FIND_LINKS, or --extra-index-url "
+            "https://download.pytorch.org/whl/cpu in the pip config)",
+        )
 
 
 def normalize_mtimes(context: Path) -> None:

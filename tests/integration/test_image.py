@@ -45,6 +45,20 @@ def test_ml_stack_and_units_installed(dev_image: str) -> None:
     assert result.stdout.strip() == "enabled"
 
 
+def test_ml_stack_trains_on_cpu_only(dev_image: str) -> None:
+    """The training stack is the CPU build of torch: no CUDA, and no nvidia-* wheel in the
+    venv (PyPI's torch would have brought gigabytes of them)."""
+    script = (
+        "/usr/lib/bootlab/ml/bin/python -c 'import torch, transformers, peft, sentencepiece; "
+        "print(torch.__version__, torch.cuda.is_available())' && "
+        "/usr/lib/bootlab/ml/bin/pip list --format=freeze"
+    )
+    result = sh("podman", "run", "--rm", "--network=none", dev_image, "sh", "-c", script)
+    first, *installed = result.stdout.splitlines()
+    assert first == "2.13.0+cpu False"
+    assert [line for line in installed if line.lower().startswith("nvidia")] == []
+
+
 def push(registry: Registry, auth_file: Path, tag: str = "dev") -> subprocess.CompletedProcess[str]:
     env = {**podman_env(), "REGISTRY_AUTH_FILE": str(auth_file)}
     destination = f"{registry.host}/bootlab:{tag}"

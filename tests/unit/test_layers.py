@@ -372,3 +372,17 @@ def test_spec_rejects_venv_under_var(write_spec, section: str) -> None:
     )
     with pytest.raises(BootlabError):
         SpecFile.read(path).resolve()
+
+
+def test_cpu_wheelhouse_refuses_cuda_wheels(tmp_path) -> None:
+    """A resolver that picked PyPI's (CUDA) torch for a CPU profile stops the build."""
+    from image.pipeline import refuse_gpu_wheels
+
+    specs = SpecFile.read(DEFAULT_SPEC)
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").touch()
+    refuse_gpu_wheels(specs.resolve("dev"), tmp_path)  # the CPU build alone is fine
+    (tmp_path / "nvidia_cublas-13.1.0-py3-none-manylinux_2_27_x86_64.whl").touch()
+    with pytest.raises(BootlabError, match="pulled CUDA wheels"):
+        refuse_gpu_wheels(specs.resolve("dev"), tmp_path)
+    refuse_gpu_wheels(specs.resolve("rhel"), tmp_path)  # an NVIDIA profile wants them
+    assert specs.resolve("dev").ml.packages["torch"].endswith("+cpu")  # no CUDA fallback
