@@ -468,27 +468,33 @@ def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
-    """The unit's ExecStart: preflight, the GPU lock, then the workload (serving is
-    supervised: READY once the model answers; training execs its backend)."""
-    from bootlab import config, files, gpu_lock, services, sysinfo, workloads  # noqa: PLC0415
+    """The unit's ExecStart: preflight, the GPU lock, then the supervised workload (READY
+    once the model answers, or once the training data is checked)."""
+    from bootlab import config, files, gpu_lock, services, sysinfo  # noqa: PLC0415
 
     failure = services.failure_file(paths, args.workload)
     try:
         settings = services.with_override(config.load(paths), paths, args.workload)
+        system = sysinfo.probe(paths.state)
         if args.workload == "serve":
             from bootlab.serve import preflight, supervise  # noqa: PLC0415
 
-            backend, target = preflight.plan(settings, paths, sysinfo.probe(paths.state))
+            backend, target = preflight.plan(settings, paths, system)
             lock = gpu_lock.acquire(paths.gpu_lock, "serve")
             return supervise.supervise(backend, target, paths, lock)
-        plan = workloads.preflight(args.workload, settings, paths)
-        lock = workloads.acquire_gpus(plan, paths)
+        from bootlab.train import preflight as train_preflight  # noqa: PLC0415
+        from bootlab.train import supervise as train_supervise  # noqa: PLC0415
+
+        python, job = train_preflight.plan(settings, paths, system)
+        lock = gpu_lock.acquire(paths.gpu_lock, "train")
+        plan_path = train_preflight.write(paths, job)
+        return train_supervise.supervise(
+            python, job, plan_path, config=settings, paths=paths, lock=lock
+        )
     except BootlabError as error:
         reason = {"error": error.message, "hint": error.hint, "code": error.exit_code}
         files.write_atomic(failure, json.dumps(reason).encode(), 0o644)
         raise
-    workloads.become(plan, lock)
-    return 0  # not reached: become() replaces this process
 
 
 def cmd_gpu_run(args: argparse.Namespace, paths: Paths) -> int:

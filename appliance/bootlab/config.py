@@ -9,7 +9,14 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from bootlab import files, yamlfile
 from bootlab.errors import die
@@ -49,12 +56,89 @@ class Serve(_Section):
     )
 
 
+class LoRA(_Section):
+    """Low-rank adapters instead of a full fine-tune: a fraction of the memory."""
+
+    rank: int = Field(8, ge=1, le=1024)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = Field(("q_proj", "k_proj", "v_proj", "o_proj"), min_length=1)
+
+
+class Phase(_Section):
+    """One phase of a multi-phase job (LAB: knowledge, then skills)."""
+
+    name: Name
+    data: Name = Field(description="A dataset from `bootlab data list`.")
+    epochs: int = Field(1, ge=1, le=1000)
+    learning_rate: float = Field(2e-5, gt=0.0, le=1.0)
+    effective_batch_size: int = Field(
+        32, ge=1, description="Samples per optimizer step, accumulated over micro-batches."
+    )
+    warmup_steps: int = Field(0, ge=0)
+
+
 class Train(_Section):
-    """What `bootlab-train.service` runs."""
+    """What `bootlab-train.service` runs: a job of one or more phases; the best checkpoint of
+    a phase (by held-out loss) starts the next one."""
 
     model: Name | None = Field(None, description="The student model, from the store.")
-    data: Name | None = Field(None, description="The training dataset, from the store.")
+    data: Name | None = Field(
+        None, description="One dataset for a one-phase job (or list `phases` instead)."
+    )
+    phases: tuple[Phase, ...] = Field((), description="The phases, in order.")
+    job: Name | None = Field(
+        None, description="Names the checkpoint directory (default: the output's name)."
+    )
+    output: Name | None = Field(
+        None, description="The trained model's name in the store (default: MODEL-tuned)."
+    )
+    max_seq_len: int = Field(2048, ge=16, description="Longest sample, in tokens.")
+    max_batch_len: int = Field(
+        8192, ge=16, description="Tokens per micro-batch (samples packed, no padding)."
+    )
+    lora: LoRA | None = None
+    checkpoint_every: int = Field(100, ge=1, description="Optimizer steps between checkpoints.")
+    keep_checkpoints: int = Field(2, ge=1, description="Resume checkpoints kept per job.")
+    held_out: float = Field(
+        0.05, ge=0.0, lt=0.5, description="Fraction of each dataset kept out to pick the best."
+    )
+    seed: int = 42
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU."
+    )
     gpus: GpuCount = "auto"
+    zero_stage: Literal["auto", 0, 1, 2, 3] = Field(
+        "auto", description="DeepSpeed ZeRO stage on GPUs; auto: from the memory estimate."
+    )
+    offload: Literal["auto", "none", "cpu"] = Field(
+        "auto", description="DeepSpeed optimizer offload to CPU memory."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_data(self) -> Train:
+        if self.data is not None and self.phases:
+            raise ValueError("set either data (one phase) or phases, not both")
+        names = [phase.name for phase in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names repeat: {', '.join(names)}")
+        if self.max_batch_len < self.max_seq_len:
+            raise ValueError(
+                f"max_batch_len ({self.max_batch_len}) must hold the longest sample "
+                f"(max_seq_len {self.max_seq_len})"
+            )
+        return self
+
+    def resolved_phases(self) -> tuple[Phase, ...]:
+        if self.phases:
+            return self.phases
+        return (Phase(name="train", data=self.data),) if self.data else ()
+
+    def output_name(self) -> str | None:
+        return self.output or (f"{self.model}-tuned" if self.model else None)
+
+    def job_name(self) -> str | None:
+        return self.job or self.output_name()
 
 
 class Models(_Section):
@@ -77,7 +161,16 @@ class Config(_Section):
 
 
 _KNOWN_KEYS = sorted(
-    {"serve", "train", "models", *Serve.model_fields, *Train.model_fields, *Models.model_fields},
+    {
+        "serve",
+        "train",
+        "models",
+        *Serve.model_fields,
+        *Train.model_fields,
+        *Phase.model_fields,
+        *LoRA.model_fields,
+        *Models.model_fields,
+    },
 )
 
 
@@ -154,8 +247,14 @@ serve:
   llama_cpp_args: []
 
 train:
+  # The student model from the store, and its data (`bootlab data import`).
   model: null
-  data: null
+  data: null                    # one phase; or LAB's two:
+  # phases:
+  #   - {{name: knowledge, data: my-knowledge, epochs: 2, learning_rate: 2.0e-5}}
+  #   - {{name: skills, data: my-skills, epochs: 2, learning_rate: 1.0e-5}}
+  # output: my-model-tuned      # its name in the store when done
+  # lora: {{rank: 8}}              # adapters instead of a full fine-tune
   gpus: {gpus}
 """
 

@@ -45,8 +45,11 @@ def failure_file(paths: Paths, workload: Workload) -> Path:
 
 
 def override_file(paths: Paths, workload: Workload) -> Path:
-    """Settings for the next start only (`bootlab serve start MODEL`): in /run, so a reboot
-    returns to what /etc/bootlab/config.yaml says."""
+    """Settings given to `bootlab serve|train start`, over the config file. Serving's are in
+    /run, so a reboot returns to what /etc/bootlab/config.yaml says; a training job's persist
+    in /var, so the job resumes after a reboot, until the next `bootlab train start`."""
+    if workload == "train":
+        return paths.state / "train.override.json"
     return paths.runtime / f"{workload}.override.json"
 
 
@@ -56,7 +59,15 @@ def with_override(config: Config, paths: Paths, workload: Workload) -> Config:
     except (FileNotFoundError, ValueError):
         return config
     section = getattr(config, workload)
-    return config.model_copy(update={workload: section.model_copy(update=changes)})
+    try:
+        merged = type(section).model_validate({**section.model_dump(), **changes})
+    except ValueError as error:
+        raise die(
+            f"the settings given to `bootlab {workload} start` no longer apply: {error}",
+            hint=f"start it again with new settings, or remove {override_file(paths, workload)}",
+            exit_code=78,
+        ) from None
+    return config.model_copy(update={workload: merged})
 
 
 def start(workload: Workload, paths: Paths, changes: dict[str, object] | None = None) -> UnitState:

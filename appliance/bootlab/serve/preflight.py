@@ -5,71 +5,43 @@ weights fit the GPUs (or the memory), the port is free, and an API key file is r
 from __future__ import annotations
 
 import errno
-import json
 import math
 import socket
 from pathlib import Path
-from typing import Any
 
 from bootlab import text
 from bootlab.config import Config, Serve
 from bootlab.errors import die
+from bootlab.modelinfo import hf_config, weights_bytes
 from bootlab.paths import Paths
 from bootlab.serve import gguf
 from bootlab.serve.backends import Backend, Target, choose, gguf_file
-from bootlab.store.layout import model_store
 from bootlab.sysinfo import SystemInfo
-from bootlab.workloads import ml_python
+from bootlab.workloads import EX_CONFIG, ml_python, store_model
 
-EX_CONFIG = 78
 USABLE_VRAM = 0.9  # what a backend can really use of a GPU's memory
 
 
 def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[Backend, Target]:
     serve = config.serve
-    if serve.model is None:
-        raise die(
-            f"nothing to serve: serve.model is not set in {paths.config_file}",
-            hint="pull a model with `bootlab model pull`, then set serve.model (or run "
-            "`bootlab serve start MODEL`)",
-            exit_code=EX_CONFIG,
-        )
-    store = model_store(paths, config.models.directory)
-    try:
-        store.record(serve.model)
-    except Exception as error:  # the store's own message, as a configuration problem
-        raise die(
-            f"serve.model names '{serve.model}', which is not in the model store",
-            hint=f"pull it (`bootlab model pull ...`) or fix serve.model in {paths.config_file}",
-            exit_code=EX_CONFIG,
-        ) from error
-    problems = store.check(serve.model)
-    if problems:
-        raise die(
-            f"model '{serve.model}' is damaged: {problems[0]}",
-            hint=f"`bootlab model verify {serve.model}` lists every problem; pull it again",
-            exit_code=EX_CONFIG,
-        )
-    model = store.models / serve.model
+    model = store_model(config, paths, serve.model, "serve.model", "serve")
+    assert serve.model is not None
     backend = choose(model.resolve(), serve.backend)
-    python = ml_python(paths, backend.module, backend.name)
+    python = ml_python(
+        paths,
+        backend.module,
+        f"backend {backend.name}",
+        "choose another backend in serve.backend, or use an image profile that ships it",
+    )
     _check_context(model, serve)
     gpus = check_memory(model, serve, system)
     _check_port(serve)
     return backend, Target(python, model, serve.model, serve, gpus, _api_key(serve))
 
 
-def _hf_config(model: Path) -> dict[str, Any]:
-    try:
-        document = json.loads((model / "config.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
 def model_context(model: Path) -> int | None:
     """The longest context the model supports, from config.json or the GGUF metadata."""
-    limit = _hf_config(model).get("max_position_embeddings")
+    limit = hf_config(model).get("max_position_embeddings")
     if isinstance(limit, int):
         return limit
     found = gguf_file(model)
@@ -92,15 +64,10 @@ def _check_context(model: Path, serve: Serve) -> None:
         )
 
 
-def _weights_bytes(model: Path) -> int:
-    files = [p for pattern in ("*.safetensors", "*.bin", "*.gguf") for p in model.glob(pattern)]
-    return sum(path.stat().st_size for path in files)
-
-
 def kv_cache_bytes(model: Path, context: int) -> int:
     """One sequence's KV cache at full context, in 16-bit: 2 * layers * KV heads * head
     dimension * context * 2 bytes. Zero when config.json does not say."""
-    config = _hf_config(model)
+    config = hf_config(model)
     layers = config.get("num_hidden_layers")
     heads = config.get("num_attention_heads")
     hidden = config.get("hidden_size")
@@ -115,7 +82,7 @@ def kv_cache_bytes(model: Path, context: int) -> int:
 def check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
     """The GPU count to use; refuses when the weights and one full-context sequence's KV
     cache cannot fit, and says what would."""
-    weights = _weights_bytes(model)
+    weights = weights_bytes(model)
     context = serve.max_model_len or model_context(model) or 4096
     need = weights + kv_cache_bytes(model, context)
     available = len(system.gpus)

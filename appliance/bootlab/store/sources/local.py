@@ -11,7 +11,11 @@ from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store
 
 
-def pull(text: str, name: str, store: Store, *, progress: Progress) -> ModelRecord:
+def pull(
+    text: str, name: str, store: Store, *, progress: Progress, move: bool = False
+) -> ModelRecord:
+    """Import a local model; `move` hands its files to the store (a directory made only to
+    be published, such as a finished training job's), else they are cloned or copied."""
     source = Path(text.removeprefix("file://"))
     if not source.is_absolute():
         raise die(
@@ -51,7 +55,7 @@ def pull(text: str, name: str, store: Store, *, progress: Progress) -> ModelReco
     for relative, path in chosen.items():
         if not os.access(path, os.R_OK):
             raise die(f"cannot read {path}", hint="check its permissions", exit_code=1)
-        entry = store.ingest(path, move=False)
+        entry = store.ingest(path, move=move)
         entries[relative] = entry
         progress.add(entry.size, fetched=True)
     with store.locked(name):

@@ -1,0 +1,390 @@
+"""The training loop, on transformers and torch: the same code on CPU and GPU.
+
+A step takes `effective_batch_size` samples, packs them into micro-batches of at most
+`max_batch_len` tokens with no padding (position ids restart at each sample, and
+transformers builds the block-diagonal causal mask from them), and accumulates gradients
+so that the loss is the mean over every assistant token of the step, however the samples
+were packed. Sample order comes from the seed, the phase and the epoch alone, so a resumed
+job sees the same batches, and with the optimizer, scheduler and RNG restored, the same
+losses as a job that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+from bootlab.train import tokens
+from bootlab.train.batching import epoch_order, micro_batches, split
+from bootlab.train.checkpoint import FORMAT, STATE, Checkpoints, write_json
+from bootlab.train.events import Events
+from bootlab.train.plan import Plan
+from bootlab.train.tokens import IGNORE, Sample
+
+MAX_GRAD_NORM = 1.0
+
+
+class Stopped(Exception):
+    """Asked to stop (SIGTERM): the state is saved, the job resumes at the next start."""
+
+
+def collate(batch: list[Sample], device: torch.device) -> dict[str, torch.Tensor]:
+    """One row of packed samples: position ids restart at each, which is all the model needs
+    to keep them from attending to each other."""
+    input_ids = [token for sample in batch for token in sample.input_ids]
+    labels = [label for sample in batch for label in sample.labels]
+    positions = [index for sample in batch for index in range(len(sample.input_ids))]
+    return {
+        "input_ids": torch.tensor([input_ids], device=device),
+        "labels": torch.tensor([labels], device=device),
+        "position_ids": torch.tensor([positions], device=device),
+    }
+
+
+def _device(plan: Plan) -> torch.device:
+    if plan.gpus != 0 and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _autocast_dtype(plan: Plan, device: torch.device) -> torch.dtype | None:
+    if plan.precision == "bf16":
+        return torch.bfloat16
+    if plan.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+class Trainer:
+    def __init__(self, plan: Plan, events: Events, stopping: threading.Event) -> None:
+        self.plan = plan
+        self.events = events
+        self.stopping = stopping
+        self.device = _device(plan)
+        self.autocast = _autocast_dtype(plan, self.device)
+        self.checkpoints = Checkpoints(Path(plan.checkpoints), plan.job, plan.fingerprint)
+        self.tokenizer = AutoTokenizer.from_pretrained(plan.model_dir)
+        # Every dataset is tokenised and checked before the first step: a bad line in the
+        # skills data fails the start, not phase 2 hours later.
+        self.data = [
+            tokens.load(self.tokenizer, Path(phase.data), plan.max_seq_len) for phase in plan.phases
+        ]
+        self.started = time.monotonic()
+        self.tokens_seen = 0
+        self.steps_done = 0  # in this run, for the rate and the ETA
+
+    # The job ---------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.checkpoints.claim()
+        result_file = self.checkpoints.root / "result.json"
+        if result_file.exists():
+            result: dict[str, Any] = json.loads(result_file.read_text())
+            self.events.emit("ready", job=self.plan.job, resumed=None, finished=True)
+            return result
+        latest = self.checkpoints.latest()
+        state: dict[str, Any] = (
+            latest[1]
+            if latest
+            else {"phase": 0, "step": 0, "candidates": {}, "history": [], "tokens": 0}
+        )
+        resume_dir = latest[0] if latest else None
+        self.events.emit(
+            "ready",
+            job=self.plan.job,
+            resumed={"phase": state["phase"], "step": state["step"]} if latest else None,
+            phases=[phase.name for phase in self.plan.phases],
+            samples=[len(data) for data in self.data],
+        )
+        for index in range(state["phase"], len(self.plan.phases)):
+            self._phase(index, state, resume_dir if index == state["phase"] else None)
+            state.update(phase=index + 1, step=0)
+            resume_dir = None
+        best = self._best(len(self.plan.phases) - 1, state)
+        self._save_final(best)
+        result = {
+            "final": str(self.checkpoints.final),
+            "best": {phase.name: self._best(i, state) for i, phase in enumerate(self.plan.phases)},
+            "history": state["history"],
+        }
+        write_json(result_file, result)
+        return result
+
+    # A phase ---------------------------------------------------------------------------------
+
+    def _phase(self, index: int, state: dict[str, Any], resume_dir: Path | None) -> None:
+        phase = self.plan.phases[index]
+        data = self.data[index]
+        train, held = split(len(data), self.plan.held_out, self.plan.seed, index)
+        per_epoch = math.ceil(len(train) / phase.effective_batch_size)
+        total = per_epoch * phase.epochs
+        if resume_dir is not None:
+            model = self._load(resume_dir / "model", adapter=self.plan.lora is not None)
+        elif index > 0:
+            start = Path(self._best(index - 1, state)["path"])
+            model = self._load(start, adapter=self.plan.lora is not None)
+        else:
+            model = self._load(Path(self.plan.model_dir), adapter=False)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=phase.learning_rate, weight_decay=0.0)
+        scheduler = get_scheduler(
+            "cosine",
+            optimizer,
+            num_warmup_steps=min(phase.warmup_steps, total),
+            num_training_steps=total,
+        )
+        if resume_dir is not None:
+            optimizer.load_state_dict(torch.load(resume_dir / "optimizer.pt", weights_only=True))
+            scheduler.load_state_dict(torch.load(resume_dir / "scheduler.pt", weights_only=True))
+            _set_rng(torch.load(resume_dir / "rng.pt", weights_only=True))
+        else:
+            torch.manual_seed(self.plan.seed + index)
+        model.train()
+        for step in range(state["step"], total):
+            if self.stopping.is_set():
+                self._save_resume(index, state, model, optimizer, scheduler)
+                raise Stopped
+            epoch = step // per_epoch
+            order = epoch_order(train, self.plan.seed, index, epoch)
+            position = step % per_epoch
+            chosen = order[
+                position * phase.effective_batch_size : (position + 1) * phase.effective_batch_size
+            ]
+            began = time.monotonic()
+            loss, processed = self._step(model, [data[i] for i in chosen], optimizer)
+            scheduler.step()
+            self.tokens_seen += processed
+            state["tokens"] += processed
+            state["step"] = step + 1
+            state["history"].append([index, step + 1, loss])
+            self._report(
+                index=index,
+                step=step + 1,
+                total=total,
+                epoch=epoch,
+                loss=loss,
+                seconds=time.monotonic() - began,
+                learning_rate=scheduler.get_last_lr()[0],
+                state=state,
+            )
+            if (step + 1) % per_epoch == 0:
+                self._end_epoch(
+                    index=index,
+                    epoch=epoch + 1,
+                    step=step + 1,
+                    model=model,
+                    held=[data[i] for i in held],
+                    state=state,
+                    last_loss=loss,
+                )
+            if (step + 1) % self.plan.checkpoint_every == 0 or (step + 1) % per_epoch == 0:
+                self._save_resume(index, state, model, optimizer, scheduler)
+
+    def _step(
+        self, model: Any, samples: list[Sample], optimizer: torch.optim.Optimizer
+    ) -> tuple[float, int]:
+        trained = sum(sample.trained_tokens for sample in samples)
+        total_loss = 0.0
+        processed = 0
+        for batch in micro_batches(samples, self.plan.max_batch_len):
+            inputs = collate(batch, self.device)
+            processed += inputs["input_ids"].numel()
+            with self._autocast():
+                # num_items_in_batch: the loss is summed and divided by the step's token
+                # count, so micro-batches of any size add up to the step's mean.
+                output = model(**inputs, num_items_in_batch=trained)
+            output.loss.backward()
+            total_loss += float(output.loss.detach())
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM
+        )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total_loss, processed
+
+    def _autocast(self) -> Any:
+        if self.autocast is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast)
+
+    def evaluate(self, model: Any, samples: list[Sample]) -> float | None:
+        """Mean loss per assistant token over the held-out samples."""
+        trained = sum(sample.trained_tokens for sample in samples)
+        if not trained:
+            return None
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for batch in micro_batches(samples, self.plan.max_batch_len):
+                with self._autocast():
+                    output = model(**collate(batch, self.device), num_items_in_batch=trained)
+                total += float(output.loss)
+        model.train()
+        return total
+
+    # Checkpoints -----------------------------------------------------------------------------
+
+    def _end_epoch(
+        self,
+        *,
+        index: int,
+        epoch: int,
+        step: int,
+        model: Any,
+        held: list[Sample],
+        state: dict[str, Any],
+        last_loss: float,
+    ) -> None:
+        phase = self.plan.phases[index].name
+        held_loss = self.evaluate(model, held)
+        target = self.checkpoints.candidate(phase, epoch)
+        self.checkpoints.save(target, lambda into: self._save_model(model, into))
+        candidates = state["candidates"].setdefault(phase, [])
+        candidates[:] = [c for c in candidates if c["epoch"] != epoch]
+        candidates.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "path": str(target),
+                # Without held-out samples, the training loss is all there is to compare.
+                "loss": held_loss if held_loss is not None else last_loss,
+                "metric": "held_out_loss" if held_loss is not None else "train_loss",
+            }
+        )
+        self.events.emit(
+            "eval",
+            phase=phase,
+            epoch=epoch,
+            loss=candidates[-1]["loss"],
+            metric=candidates[-1]["metric"],
+            path=str(target),
+        )
+
+    def _best(self, index: int, state: dict[str, Any]) -> dict[str, Any]:
+        candidates = state["candidates"][self.plan.phases[index].name]
+        return dict(min(candidates, key=lambda c: (c["loss"], -c["epoch"])))
+
+    def _save_resume(
+        self, index: int, state: dict[str, Any], model: Any, optimizer: Any, scheduler: Any
+    ) -> None:
+        target = self.checkpoints.resume_name(index, state["step"])
+        document = {**state, "format": FORMAT, "fingerprint": self.plan.fingerprint, "phase": index}
+
+        def fill(into: Path) -> None:
+            model.save_pretrained(into / "model", safe_serialization=True)
+            torch.save(optimizer.state_dict(), into / "optimizer.pt")
+            torch.save(scheduler.state_dict(), into / "scheduler.pt")
+            torch.save(_get_rng(), into / "rng.pt")
+            (into / STATE).write_text(json.dumps(document))
+
+        self.checkpoints.save(target, fill)
+        self.checkpoints.prune(self.plan.keep_checkpoints)
+        self.events.emit("checkpoint", path=str(target), phase=index, step=state["step"])
+
+    def _save_model(self, model: Any, into: Path) -> None:
+        model.save_pretrained(into, safe_serialization=True)
+
+    def _save_final(self, best: dict[str, Any]) -> None:
+        model = self._load(Path(best["path"]), adapter=self.plan.lora is not None)
+        if self.plan.lora is not None:
+            model = model.merge_and_unload()
+        dtype = getattr(model.config, "dtype", None) or torch.float32
+
+        def fill(into: Path) -> None:
+            model.to(dtype).save_pretrained(into, safe_serialization=True)
+            self.tokenizer.save_pretrained(into)
+
+        self.checkpoints.save(self.checkpoints.final, fill)
+
+    # Models ----------------------------------------------------------------------------------
+
+    def _load(self, path: Path, *, adapter: bool) -> Any:
+        """The base model (fp32 master weights), with LoRA adapters when the job asks: fresh
+        ones on the base, or the saved ones of a checkpoint."""
+        base_path = Path(self.plan.model_dir) if adapter else path
+        model = AutoModelForCausalLM.from_pretrained(
+            base_path, dtype=torch.float32, attn_implementation="sdpa"
+        ).to(self.device)
+        if self.plan.lora is None:
+            return model
+        from peft import LoraConfig, PeftModel, get_peft_model  # noqa: PLC0415 - LoRA jobs only
+
+        if adapter:
+            return PeftModel.from_pretrained(model, path, is_trainable=True)
+        lora = self.plan.lora
+        return get_peft_model(
+            model,
+            LoraConfig(
+                r=lora.rank,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=list(lora.target_modules),
+                task_type="CAUSAL_LM",
+            ),
+        )
+
+    # Progress --------------------------------------------------------------------------------
+
+    def _report(
+        self,
+        *,
+        index: int,
+        step: int,
+        total: int,
+        epoch: int,
+        loss: float,
+        seconds: float,
+        learning_rate: float,
+        state: dict[str, Any],
+    ) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = self.tokens_seen / elapsed if elapsed > 0 else 0.0
+        self.steps_done += 1
+        per_step = elapsed / self.steps_done
+        remaining = (total - step) + sum(
+            self._steps_of(later) for later in range(index + 1, len(self.plan.phases))
+        )
+        self.events.emit(
+            "step",
+            phase=self.plan.phases[index].name,
+            phase_index=index,
+            phases=len(self.plan.phases),
+            epoch=epoch + 1,
+            step=step,
+            steps=total,
+            loss=loss,
+            learning_rate=learning_rate,
+            tokens=state["tokens"],
+            tokens_per_s=rate,
+            step_s=seconds,
+            eta_s=remaining * per_step,
+        )
+
+    def _steps_of(self, index: int) -> int:
+        phase = self.plan.phases[index]
+        train, _ = split(len(self.data[index]), self.plan.held_out, self.plan.seed, index)
+        return math.ceil(len(train) / phase.effective_batch_size) * phase.epochs
+
+
+def _get_rng() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+__all__ = ["IGNORE", "Stopped", "Trainer", "collate"]

@@ -1,0 +1,220 @@
+"""Training's preflight, in the appliance: everything that can be refused before the ML
+worker starts. The model is in the store and whole, every phase's dataset is imported, the
+context fits the model, the job fits the memory (RAM on CPU; VRAM with a ZeRO plan on
+GPUs) and its checkpoints fit the disk. The outcome is a `Plan` for the worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from bootlab import datasets, files, text
+from bootlab.config import Config, Train
+from bootlab.errors import die
+from bootlab.modelinfo import hf_config, weights_bytes
+from bootlab.paths import Paths
+from bootlab.store.layout import model_store
+from bootlab.sysinfo import SystemInfo
+from bootlab.train import estimate
+from bootlab.train.checkpoint import CheckpointError, Checkpoints
+from bootlab.train.plan import LoRAPlan, PhasePlan, Plan
+from bootlab.workloads import EX_CONFIG, ml_python, store_model
+
+
+def checkpoints_root(paths: Paths) -> Path:
+    return paths.state / "checkpoints"
+
+
+def plan_file(paths: Paths) -> Path:
+    return paths.runtime / "train.plan.json"
+
+
+def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
+    """The ML venv's Python and the job to give it."""
+    train = config.train
+    model = store_model(config, paths, train.model, "train.model", "train")
+    phases = train.resolved_phases()
+    if not phases:
+        raise die(
+            f"no training data: neither train.data nor train.phases is set in {paths.config_file}",
+            hint="import data (`bootlab data import FILE.jsonl NAME`) and set train.data",
+            exit_code=EX_CONFIG,
+        )
+    python = ml_python(paths, "transformers", "the training stack (torch, transformers)")
+    found = [_dataset(paths, phase.data, f"phase {phase.name}") for phase in phases]
+    model_config = hf_config(model)
+    limit = model_config.get("max_position_embeddings")
+    if isinstance(limit, int) and train.max_seq_len > limit:
+        raise die(
+            f"train.max_seq_len {train.max_seq_len} is above what model '{train.model}' "
+            f"supports ({limit}, its max_position_embeddings)",
+            hint=f"set train.max_seq_len: {limit} or less",
+            exit_code=EX_CONFIG,
+        )
+    gpus = _gpus(train, system)
+    need = estimate.estimate(
+        model_config,
+        weights_bytes(model.resolve()),
+        max_batch_len=train.max_batch_len,
+        lora_rank=train.lora.rank if train.lora else None,
+        lora_modules=len(train.lora.target_modules) if train.lora else 4,
+        bf16=gpus > 0 and train.precision != "fp32",
+    )
+    zero = _check_memory(train, need, gpus, system)
+    job = train.job_name()
+    assert job is not None and train.model is not None
+    checkpoints = checkpoints_root(paths) / job
+    _check_disk(checkpoints, need, train, sum(phase.epochs for phase in phases))
+    fingerprint = _fingerprint(config, paths, train, found)
+    try:
+        Checkpoints(checkpoints, job, fingerprint).claim()
+    except CheckpointError as error:
+        raise die(error.message, hint=error.hint, exit_code=EX_CONFIG) from None
+    job_plan = Plan(
+        job=job,
+        fingerprint=fingerprint,
+        model_dir=str(model.resolve()),
+        output=train.output_name() or job,
+        checkpoints=str(checkpoints),
+        phases=tuple(
+            PhasePlan(
+                name=phase.name,
+                data=str(datasets.directory(paths.state) / phase.data / "data.jsonl"),
+                epochs=phase.epochs,
+                learning_rate=phase.learning_rate,
+                effective_batch_size=phase.effective_batch_size,
+                warmup_steps=phase.warmup_steps,
+            )
+            for phase in phases
+        ),
+        max_seq_len=train.max_seq_len,
+        max_batch_len=train.max_batch_len,
+        checkpoint_every=train.checkpoint_every,
+        keep_checkpoints=train.keep_checkpoints,
+        held_out=train.held_out,
+        seed=train.seed,
+        precision=train.precision,
+        gpus=gpus,
+        zero_stage=zero.stage if zero else 0,
+        offload="cpu" if zero and zero.offload else "none",
+        lora=LoRAPlan(**train.lora.model_dump()) if train.lora else None,
+    )
+    return python, job_plan
+
+
+def _dataset(paths: Paths, name: str, where: str) -> datasets.Dataset:
+    try:
+        return datasets.get(paths.state, name)
+    except Exception as error:  # the datasets module's message, as a configuration problem
+        raise die(
+            f"{where} trains on dataset '{name}', which is not imported",
+            hint="import it (`bootlab data import FILE.jsonl NAME`); `bootlab data list` shows "
+            "what is there",
+            exit_code=EX_CONFIG,
+        ) from error
+
+
+def _gpus(train: Train, system: SystemInfo) -> int:
+    available = len(system.gpus)
+    wanted = available if train.gpus == "auto" else train.gpus
+    if wanted > available:
+        raise die(
+            f"train.gpus is {wanted}, but this machine has {available} GPU(s)",
+            hint=f"set train.gpus: {available or 0} or auto",
+            exit_code=EX_CONFIG,
+        )
+    if wanted > 1:
+        # The engine runs one process on one device; DeepSpeed across GPUs is not wired yet.
+        raise die(
+            f"train.gpus is {wanted}: this version trains on one GPU (or the CPU)",
+            hint="set train.gpus: 1",
+            exit_code=EX_CONFIG,
+        )
+    return wanted
+
+
+def _check_memory(
+    train: Train, need: estimate.Estimate, gpus: int, system: SystemInfo
+) -> estimate.ZeroPlan | None:
+    advice = []
+    if train.lora is None:
+        advice.append("train LoRA adapters instead (train.lora: {rank: 8})")
+    advice.append(f"lower train.max_batch_len (now {train.max_batch_len})")
+    if gpus == 0:
+        memory = system.memory_available_mib * 2**20
+        if need.cpu_need() > memory * estimate.USABLE:
+            raise die(
+                f"this job needs about {text.size(need.cpu_need())} of memory "
+                f"({text.size(need.model_state)} for weights, gradients and optimizer, "
+                f"{text.size(need.activations)} for activations) and "
+                f"{text.size(memory)} is available",
+                hint="; or ".join(advice),
+                exit_code=EX_CONFIG,
+            )
+        return None
+    vram = min(gpu.memory_mib for gpu in system.gpus) * 2**20
+    stage = None if train.zero_stage == "auto" else int(train.zero_stage)
+    offload = None if train.offload == "auto" else train.offload == "cpu"
+    zero = estimate.zero_plan(need, gpus, vram, stage, offload)
+    if zero is None:
+        raise die(
+            f"this job needs about {text.size(need.model_state + need.activations)} of GPU "
+            f"memory and {gpus} GPU(s) of {text.size(vram)} cannot hold it, even sharded "
+            "with ZeRO stage 3 and the optimizer offloaded to CPU memory",
+            hint="; or ".join(advice),
+            exit_code=EX_CONFIG,
+        )
+    return zero
+
+
+def _check_disk(checkpoints: Path, need: estimate.Estimate, train: Train, epochs: int) -> None:
+    total = need.disk_need(train.keep_checkpoints, epochs)
+    existing = _usage(checkpoints)
+    probe = checkpoints
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if total - existing > free:
+        raise die(
+            f"this job's checkpoints need about {text.size(total)} under {checkpoints.parent} "
+            f"and {text.size(free)} is free",
+            hint="free space (`bootlab model gc`, old jobs under "
+            f"{checkpoints.parent}), lower train.keep_checkpoints, or use LoRA",
+            exit_code=EX_CONFIG,
+        )
+
+
+def _usage(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.exists() else 0
+
+
+def _fingerprint(config: Config, paths: Paths, train: Train, found: list[datasets.Dataset]) -> str:
+    """What makes the numbers: the model's files, the data and the hyperparameters (not
+    where or how often checkpoints go)."""
+    assert train.model is not None
+    record = model_store(paths, config.models.directory).record(train.model)
+    document = {
+        "model": sorted((path, entry.digest) for path, entry in record.files.items()),
+        "data": [dataset.sha256 for dataset in found],
+        "train": train.model_dump(
+            mode="json",
+            exclude={
+                "job",
+                "output",
+                "checkpoint_every",
+                "keep_checkpoints",
+                "gpus",
+                "data",
+                "zero_stage",
+                "offload",
+            },
+        ),
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def write(paths: Paths, job_plan: Plan) -> Path:
+    files.write_atomic(plan_file(paths), job_plan.to_json().encode(), 0o644)
+    return plan_file(paths)

@@ -1,0 +1,205 @@
+"""The train unit's main process: it starts the ML worker, relays its progress to systemd
+(READY once the data is checked, STATUS= at every step), the journal (structured fields) and
+/run/bootlab/train.json (for `bootlab train status`), and publishes the trained model into
+the store when the job is done. A stop (SIGTERM) reaches the worker too: it saves a
+checkpoint and exits, and the next start resumes from it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import bootlab
+from bootlab import files, journal, text
+from bootlab.config import Config
+from bootlab.errors import die
+from bootlab.paths import Paths
+from bootlab.store.fetch import Progress
+from bootlab.store.layout import model_store
+from bootlab.store.sources import local
+from bootlab.train.events import ENV
+from bootlab.train.plan import Plan
+
+log = logging.getLogger("bootlab.train")
+STATUS_EVERY_S = 1.0
+
+# The worker runs in the ML venv, which has torch but not the appliance's dependencies:
+# only bootlab's own package is added, after the venv's site-packages, so nothing of the
+# appliance's venv shadows the ML stack.
+_BOOTSTRAP = (
+    "import sys; sys.path.append(sys.argv.pop(1)); "
+    "from bootlab.train.worker import main; sys.exit(main())"
+)
+
+
+def state_file(paths: Paths) -> Path:
+    """The job's progress, for `bootlab train status`."""
+    return paths.runtime / "train.json"
+
+
+def worker_argv(python: str, plan_path: Path) -> list[str]:
+    package_parent = str(Path(bootlab.__file__).resolve().parent.parent)
+    return [python, "-I", "-c", _BOOTSTRAP, package_parent, str(plan_path)]
+
+
+def supervise(
+    python: str, plan: Plan, plan_path: Path, *, config: Config, paths: Paths, lock: int
+) -> int:
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    journal.notify(f"STATUS=checking the data of job {plan.job}")
+    reader, writer = os.pipe()
+    env = {
+        **os.environ,
+        ENV: str(writer),
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "warning",
+        "HF_HUB_OFFLINE": "1",
+    }
+    relay = Relay(plan, paths)
+    relay.write("starting")  # not the last job's progress
+    child = subprocess.Popen(worker_argv(python, plan_path), env=env, pass_fds=(writer, lock))
+    os.close(writer)
+    try:
+        with os.fdopen(reader, "rb") as events:
+            for line in events:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                relay.handle(event)
+                if stopping.is_set() and child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+        code = child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if relay.error is not None:
+        raise die(relay.error["error"], relay.error.get("hint"), int(relay.error["code"]))
+    if code != 0:
+        raise die(
+            f"the training worker exited with code {code}",
+            hint="see journalctl -u bootlab-train -n 100; the job resumes from its last "
+            "checkpoint on the next start",
+            exit_code=1,
+        )
+    if relay.done is None:
+        relay.write("stopped")
+        log.info("job %s stopped; it resumes from its last checkpoint", plan.job)
+        return 0
+    publish(plan, config, paths)
+    relay.write("done", model=plan.output)
+    journal.notify(f"STATUS=job {plan.job} done: model {plan.output} is in the store")
+    return 0
+
+
+def publish(plan: Plan, config: Config, paths: Paths) -> None:
+    """The chosen model into the store under the output name; its files are moved, not
+    copied (the final directory exists only to be published)."""
+    store = model_store(paths, config.models.directory)
+    final = Path(plan.checkpoints) / "final"
+    if not final.is_dir() or not any(final.iterdir()):
+        if any(record.name == plan.output for record in store.records()):
+            return  # published by an earlier start, stopped right after
+        raise die(
+            f"job {plan.job} finished but {final} is gone",
+            hint=f"remove {plan.checkpoints}/result.json to train again",
+            exit_code=1,
+        )
+    record = local.pull(str(final), plan.output, store, progress=Progress(), move=True)
+    log.info("published %s (%s) into the model store", plan.output, text.size(record.size))
+
+
+class Relay:
+    """Progress events to systemd, the journal and the state file."""
+
+    def __init__(self, plan: Plan, paths: Paths) -> None:
+        self.plan = plan
+        self.paths = paths
+        self.error: dict[str, Any] | None = None
+        self.done: dict[str, Any] | None = None
+        self.last: dict[str, Any] = {}
+        self.started = time.time()
+        self._status_at = 0.0
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "ready":
+            resumed = event.get("resumed")
+            where = (
+                f"resuming at phase {resumed['phase'] + 1} step {resumed['step']}"
+                if resumed
+                else "starting"
+            )
+            log.info(
+                "job %s: data checked (%s samples), %s", self.plan.job, event.get("samples"), where
+            )
+            journal.notify(f"READY=1\nSTATUS=job {self.plan.job}: {where}")
+            self.write("running")
+        elif kind == "step":
+            self.last = event
+            self.write("running")  # every step: /run is memory, and status reads it
+            now = time.monotonic()
+            if now - self._status_at >= STATUS_EVERY_S:
+                self._status_at = now
+                status = describe(event)
+                journal.notify(f"STATUS={status}")
+                log.info(status, extra=_fields(event))
+        elif kind == "eval":
+            log.info(
+                "phase %s epoch %s: %s %.4f",
+                event["phase"],
+                event["epoch"],
+                event["metric"],
+                event["loss"],
+            )
+        elif kind == "checkpoint":
+            log.info("checkpoint %s", event["path"])
+        elif kind == "error":
+            self.error = event
+            log.error("%s (%s)", event["error"], event.get("hint"))
+        elif kind == "done":
+            self.done = event
+
+    def write(self, phase: str, **extra: Any) -> None:
+        document = {
+            "job": self.plan.job,
+            "state": phase,
+            "output": self.plan.output,
+            "phases": [p.name for p in self.plan.phases],
+            "started": self.started,
+            "progress": {k: v for k, v in self.last.items() if k != "event"},
+            **extra,
+        }
+        files.write_atomic(state_file(self.paths), json.dumps(document).encode(), 0o644)
+
+
+def describe(step: dict[str, Any]) -> str:
+    """One line for systemctl status: phase, step, loss, tokens/s and ETA."""
+    return (
+        f"phase {step['phase']} ({step['phase_index'] + 1}/{step['phases']}) "
+        f"step {step['step']}/{step['steps']} loss {step['loss']:.4f} "
+        f"{step['tokens_per_s']:.0f} tok/s ETA {_duration(step['eta_s'])}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _fields(step: dict[str, Any]) -> dict[str, Any]:
+    """Structured journal fields (BOOTLAB_STEP=...), for `journalctl -o json` and tools."""
+    keys = ("phase", "step", "steps", "loss", "tokens_per_s", "eta_s")
+    return {f"BOOTLAB_{key.upper()}": step[key] for key in keys}

@@ -1,0 +1,261 @@
+"""`bootlab train run` (what bootlab-train.service runs) on CPU with the tiny model: two
+phases where the loss goes down, a kill -9 in phase 2 that resumes at the last checkpoint
+with the same losses as a run never interrupted, the result in the store and loadable, a
+clean stop, and bad input refused before any compute."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from bootlab import datasets
+from bootlab.paths import Paths
+from bootlab.store.fetch import Progress
+from bootlab.store.layout import model_store
+from bootlab.store.sources import local
+from tiny_model import ML_VENV, tiny_model
+from train_data import write
+
+pytestmark = pytest.mark.ml
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHECKPOINT_EVERY = 2
+
+JOB = """\
+train:
+  model: tiny
+  job: {job}
+  output: tiny-{job}
+  phases:
+    - {{name: knowledge, data: knowledge, epochs: 2, learning_rate: 1.0e-3,
+       effective_batch_size: 8, warmup_steps: 1}}
+    - {{name: skills, data: skills, epochs: 2, learning_rate: 5.0e-4, effective_batch_size: 8}}
+  max_seq_len: 256
+  max_batch_len: 512
+  checkpoint_every: {every}
+  held_out: 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory: pytest.TempPathFactory) -> Paths:
+    root = tmp_path_factory.mktemp("train")
+    paths = Paths(root / "root")
+    paths.ml_venv.parent.mkdir(parents=True)
+    paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
+    hf, _ = tiny_model()
+    local.pull(str(hf), "tiny", model_store(paths), progress=Progress())
+    for kind in ("knowledge", "skills"):
+        datasets.import_file(paths.state, write(root / f"{kind}.jsonl", kind, 64), kind)
+    return paths
+
+
+@dataclass
+class Run:
+    process: subprocess.Popen[str]
+    messages: list[str] = field(default_factory=list)
+
+    def status(self, paths: Paths) -> dict[str, object]:
+        try:
+            return dict(json.loads((paths.runtime / "train.json").read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def finish(self, timeout: float = 600) -> tuple[int, str]:
+        _, errors = self.process.communicate(timeout=timeout)
+        return self.process.returncode, errors
+
+
+@pytest.fixture
+def train(appliance: Paths, tmp_path: Path) -> Iterator[Callable[[str], Run]]:
+    runs: list[Run] = []
+
+    def start(config: str) -> Run:
+        appliance.config_file.parent.mkdir(parents=True, exist_ok=True)
+        appliance.config_file.write_text(config)
+        notify = tmp_path / f"notify-{len(runs)}"
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(str(notify))
+        run = Run(
+            subprocess.Popen(
+                [sys.executable, "-m", "bootlab.cli", "train", "run"],
+                env={
+                    **os.environ,
+                    "BOOTLAB_ROOT": str(appliance.root),
+                    "NOTIFY_SOCKET": str(notify),
+                    "PYTHONPATH": str(REPO_ROOT / "appliance"),
+                },
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # a process group, as the unit's cgroup
+            )
+        )
+
+        def listen() -> None:
+            while True:
+                try:
+                    run.messages.append(receiver.recv(4096).decode())
+                except OSError:
+                    return
+
+        threading.Thread(target=listen, daemon=True).start()
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+            run.process.wait()
+
+
+def result(paths: Paths, job: str) -> dict[str, object]:
+    return dict(json.loads((paths.state / "checkpoints" / job / "result.json").read_text()))
+
+
+def losses(history: object) -> list[tuple[int, int, float]]:
+    assert isinstance(history, list)
+    return [(int(p), int(s), float(loss)) for p, s, loss in history]
+
+
+def test_two_phases_then_kill_and_resume_to_the_same_losses(
+    appliance: Paths, train: Callable[[str], Run]
+) -> None:
+    start = train
+    reference = start(JOB.format(job="whole", every=CHECKPOINT_EVERY))
+    code, errors = reference.finish()
+    assert code == 0, errors
+    whole = losses(result(appliance, "whole")["history"])
+    for phase in (0, 1):
+        curve = [loss for p, _, loss in whole if p == phase]
+        assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3 * 0.9, (phase, curve)
+    assert any("READY=1" in m for m in reference.messages)
+    assert any("STATUS=phase skills (2/2) step" in m for m in reference.messages)
+
+    # The same job under another name, killed (every process, as `systemctl kill -s KILL`)
+    # in the middle of phase 2.
+    cut = start(JOB.format(job="cut", every=CHECKPOINT_EVERY))
+    deadline = time.monotonic() + 600
+    killed_at = None
+    while time.monotonic() < deadline and cut.process.poll() is None:
+        status = cut.status(appliance)
+        progress = status.get("progress") or {} if status.get("job") == "cut" else {}
+        assert isinstance(progress, dict)
+        if progress.get("phase_index") == 1 and int(progress.get("step", 0)) >= 5:
+            os.killpg(cut.process.pid, signal.SIGKILL)
+            killed_at = int(progress["step"])
+            break
+        time.sleep(0.05)
+    assert killed_at is not None, "phase 2 was never reached"
+    cut.process.wait()
+    resume = appliance.state / "checkpoints" / "cut" / "resume"
+    last = max(int(p.name.split("-")[1]) for p in resume.iterdir() if p.name.startswith("01-"))
+    assert killed_at - CHECKPOINT_EVERY <= last <= killed_at
+
+    again = start(JOB.format(job="cut", every=CHECKPOINT_EVERY))
+    code, errors = again.finish()
+    assert code == 0, errors
+    assert any(f"resuming at phase 2 step {last}" in m for m in again.messages), again.messages
+    resumed = losses(result(appliance, "cut")["history"])
+    assert [(p, s) for p, s, _ in resumed] == [(p, s) for p, s, _ in whole]
+    for (_, step, expected), (_, _, got) in zip(whole, resumed, strict=True):
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), step
+
+    # The result is a model in the store that loads and generates.
+    store = model_store(appliance)
+    assert {"tiny-whole", "tiny-cut"} <= {r.name for r in store.records()}
+    generated = subprocess.run(
+        [
+            str(ML_VENV / "bin" / "python"),
+            "-c",
+            "import sys, torch; from transformers import AutoModelForCausalLM, AutoTokenizer;"
+            "t = AutoTokenizer.from_pretrained(sys.argv[1]);"
+            "m = AutoModelForCausalLM.from_pretrained(sys.argv[1]);"
+            "ids = t.apply_chat_template([{'role': 'user', 'content': 'what is ba'}],"
+            " add_generation_prompt=True, return_tensors='pt', return_dict=True);"
+            "print(len(m.generate(**ids, max_new_tokens=4, do_sample=False)[0]))",
+            str(store.models / "tiny-cut"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert int(generated.stdout.split()[-1]) > 4
+
+
+def test_stop_saves_a_checkpoint_and_the_next_start_resumes(
+    appliance: Paths, train: Callable[[str], Run]
+) -> None:
+    start = train
+    long_job = JOB.replace("epochs: 2, learning_rate: 1.0e-3", "epochs: 20, learning_rate: 1.0e-3")
+    run = start(long_job.format(job="stopped", every=1000))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status = run.status(appliance)
+        progress = status.get("progress") or {} if status.get("job") == "stopped" else {}
+        if isinstance(progress, dict) and int(progress.get("step", 0)) >= 3:
+            break
+        time.sleep(0.05)
+    run.process.send_signal(signal.SIGTERM)  # the supervisor passes it on
+    os.kill(_worker_pid(run.process.pid), signal.SIGTERM)  # and systemd sends it to all
+    code, errors = run.finish(timeout=120)
+    assert code == 0, errors
+    assert run.status(appliance)["state"] == "stopped"
+    # Saved at the step it stopped after (not only at the last epoch's end).
+    saved = sorted((appliance.state / "checkpoints" / "stopped" / "resume").iterdir())
+    step = int(saved[-1].name.split("-")[1])
+    stopped_at = run.status(appliance)["progress"]
+    assert isinstance(stopped_at, dict)
+    assert step == stopped_at["step"]
+
+    again = start(long_job.format(job="stopped", every=1000))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any("READY=1" in m for m in again.messages):
+        time.sleep(0.1)
+    assert any(f"resuming at phase 1 step {step}" in m for m in again.messages)
+    os.killpg(again.process.pid, signal.SIGKILL)
+
+
+def _worker_pid(parent: int) -> int:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    assert children, "no worker process"
+    return int(children[0])
+
+
+def test_data_for_another_template_is_refused_before_training(
+    appliance: Paths, train: Callable[[str], Run], tmp_path: Path
+) -> None:
+    chatml = tmp_path / "chatml.jsonl"
+    good = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}]}
+    )
+    bad = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "<|im_start|>user\nhi"},
+                {"role": "assistant", "content": "ho<|im_end|>"},
+            ]
+        }
+    )
+    chatml.write_text(f"{good}\n{bad}\n")
+    datasets.import_file(appliance.state, chatml, "chatml")
+    run = train(
+        "train: {model: tiny, data: chatml, job: chatml, max_seq_len: 256, max_batch_len: 512}\n"
+    )
+    code, errors = run.finish(timeout=300)
+    assert code == 65, errors
+    assert "data.jsonl:2: a user message contains '<|im_start|>'" in errors
+    assert "ChatML" in errors
+    assert "Traceback" not in errors
+    assert not (appliance.state / "checkpoints" / "chatml" / "resume").exists()
