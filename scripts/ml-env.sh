@@ -33,3 +33,10 @@ if [ ! -f "$venv/.llama-$llama" ]; then
     "torch==$torch"
   touch "$venv/.llama-$llama"
 fi
+# Training: LoRA (peft) for bootlab's engine, accelerate for the plain transformers Trainer
+# that bench/train.py measures against.
+peft=0.21.2 accelerate=1.15.0
+if [ ! -f "$venv/.train-$peft-$accelerate" ]; then
+  "$venv/bin/pip" install -q "peft==$peft" "accelerate==$accelerate" "torch==$torch"
+  touch "$venv/.train-$peft-$accelerate"
+fi

@@ -25,6 +25,30 @@ class ErrorBody(_Body):
     code: int = Field(1, description="The exit code the CLI returns for this error.")
 
 
+class TrainingProgress(_Body):
+    phase: str
+    phase_index: int
+    phases: int
+    epoch: int
+    step: int
+    steps: int = Field(description="Steps in this phase.")
+    loss: float
+    learning_rate: float
+    tokens: int
+    tokens_per_s: float
+    step_s: float
+    eta_s: float = Field(description="Seconds left for the whole job, every phase.")
+
+
+class TrainingState(_Body):
+    job: str
+    state: Literal["starting", "running", "stopped", "done"]
+    output: str = Field(description="The model's name in the store once done.")
+    phases: list[str]
+    started: float
+    progress: TrainingProgress | None = None
+
+
 class ServiceState(_Body):
     workload: Workload
     unit: str
@@ -37,6 +61,9 @@ class ServiceState(_Body):
     backend: str | None = None
     endpoint: str | None = Field(None, description="The OpenAI API base URL clients use.")
     ready_at: float | None = None
+    training: TrainingState | None = Field(
+        None, description="The training job's progress (train, since the unit last started)."
+    )
 
 
 class UpgradeStatus(_Body):
@@ -202,6 +229,12 @@ class StartRequest(_Body):
     port: int | None = Field(None, ge=1, le=65535, description="serve only")
     backend: Literal["auto", "vllm", "llama-cpp"] | None = Field(None, description="serve only")
     max_model_len: int | None = Field(None, ge=16, description="serve only")
+    job_yaml: str | None = Field(
+        None, max_length=1 << 20, description="train only: a job file's text (train settings)"
+    )
+    job_source: str | None = Field(
+        None, max_length=4096, description="train only: the job file's name, for messages"
+    )
 
 
 class ServiceAction(_Body):

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from bootlab import __version__, text
@@ -236,7 +237,12 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
     elif args.action == "start":
         options = ("model", "port", "backend", "max_model_len")
         body = {key: getattr(args, key) for key in options if getattr(args, key, None)}
+        if getattr(args, "job", None):
+            body["job_yaml"] = _read_text(args.job)
+            body["job_source"] = os.path.abspath(args.job)
         state = _api(paths, "POST", f"/v1/services/{workload}/start", body)
+        if getattr(args, "follow", False):
+            state = _follow_training(paths)
     else:
         state = _api(paths, "POST", f"/v1/services/{workload}/{args.action}")
     if args.json:
@@ -252,7 +258,62 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
                 ["serving for:", _ago(state["ready_at"]).removesuffix(" ago")],
             ]
         )
+    training = state.get("training")
+    if training:
+        progress = training.get("progress")
+        _table(
+            [
+                ["job:", f"{training['job']} ({training['state']})"],
+                ["phases:", ", ".join(training["phases"])],
+                ["progress:", _training_line(progress) if progress else "-"],
+                ["result:", f"model {training['output']}"],
+            ]
+        )
     return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise die(f"cannot read {path}: {error}", exit_code=EX_USAGE) from None
+
+
+def _training_line(step: dict[str, Any], width: int = 20) -> str:
+    fraction = step["step"] / step["steps"] if step["steps"] else 0.0
+    bar = "#" * int(fraction * width)
+    eta = int(step["eta_s"])
+    return (
+        f"{step['phase']} ({step['phase_index'] + 1}/{step['phases']}) [{bar:<{width}}] "
+        f"step {step['step']}/{step['steps']} loss {step['loss']:.4f} "
+        f"{step['tokens_per_s']:.0f} tok/s ETA {eta // 60}m{eta % 60:02d}s"
+    )
+
+
+def _follow_training(paths: Paths) -> dict[str, Any]:
+    """Show the job's progress until it ends (done, stopped, or the unit failed)."""
+    interactive = sys.stderr.isatty()
+    last_line = 0.0
+    while True:
+        state: dict[str, Any] = _api(paths, "GET", "/v1/services/train")
+        training = state.get("training") or {}
+        progress = training.get("progress")
+        if progress and (interactive or time.monotonic() - last_line > 5):
+            end = "" if interactive else "\n"
+            print("\r" + _training_line(progress), end=end, file=sys.stderr, flush=True)
+            last_line = time.monotonic()
+        ended = state["active"] in {"failed", "inactive"}
+        if training.get("state") in {"done", "stopped"} or ended:
+            if interactive:
+                print(file=sys.stderr)
+            if state["active"] == "failed":
+                raise die(
+                    "training failed",
+                    hint="see why: journalctl -u bootlab-train -n 50",
+                    exit_code=1,
+                )
+            return state
+        time.sleep(1.0)
 
 
 def cmd_chat(args: argparse.Namespace, paths: Paths) -> int:
@@ -689,6 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
                 sub.add_argument(
                     "model", nargs="?", help="a model from the store, for this start only"
                 )
+                if workload == "train":
+                    sub.add_argument(
+                        "--job", metavar="FILE", help="a YAML job (train settings: phases, ...)"
+                    )
+                    sub.add_argument(
+                        "--follow", action="store_true", help="show progress until it ends"
+                    )
                 if workload == "serve":
                     sub.add_argument("--port", type=int, help="for this start only")
                     sub.add_argument("--backend", choices=["auto", "vllm", "llama-cpp"])

@@ -192,6 +192,30 @@ def load(paths: Paths) -> Config:
         raise _explain(error, merged, layers) from None
 
 
+def load_job(text: str, source: str) -> dict[str, Any]:
+    """A training job file (`bootlab train start --job FILE`): the `train` section's keys, at
+    the top or under `train:`, checked with the file's line numbers. Returns the settings
+    it sets, to lay over the config's."""
+    located = yamlfile.parse_yaml(text, source)
+    data = located.data
+    if isinstance(data, dict) and set(data) == {"train"}:
+        data = data["train"]
+        located = yamlfile.Located(
+            data, {key[1:]: line for key, line in located.lines.items() if key[:1] == ("train",)}
+        )
+    if not isinstance(data, dict):
+        raise die(f"{source}:1: a job is a mapping of train settings", hint=_SHOW_HINT)
+    try:
+        Train.model_validate(data)
+    except ValidationError as error:
+        raise _explain(error, data, [(Path(source), located)]) from None
+    if "phases" in data:
+        data.setdefault("data", None)  # the job's phases replace the config's data
+    if "data" in data:
+        data.setdefault("phases", [])
+    return data
+
+
 _SHOW_HINT = "`bootlab config show --defaults` prints every setting with its default"
 
 

@@ -50,6 +50,7 @@ from bootlab.api import (
     ServiceState,
     StartRequest,
     Status,
+    TrainingState,
     VerifyResult,
 )
 from bootlab.daemon.jobs import Jobs
@@ -60,6 +61,7 @@ from bootlab.store import sources
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import ModelRecord, Store, check_name, model_store
 from bootlab.store.sources import registry as registry_source
+from bootlab.train import supervise as train_supervise
 
 
 @dataclass
@@ -117,9 +119,15 @@ def _as_model(
     workload: services.Workload, unit: services.UnitState, paths: Paths | None = None
 ) -> ServiceState:
     serving: dict[str, Any] = {}
+    training = None
     if workload == "serve" and paths is not None and unit.active == "active":
         with contextlib.suppress(OSError, ValueError):
             serving = json.loads(supervise.state_file(paths).read_text())
+    if workload == "train" and paths is not None:
+        with contextlib.suppress(OSError, ValueError):
+            training = TrainingState.model_validate_json(
+                train_supervise.state_file(paths).read_bytes()
+            )
     return ServiceState(
         workload=workload,
         unit=unit.unit,
@@ -132,6 +140,7 @@ def _as_model(
         backend=serving.get("backend"),
         endpoint=serving.get("endpoint"),
         ready_at=serving.get("ready"),
+        training=training,
     )
 
 
@@ -226,8 +235,15 @@ def post_service_start(
     changes: dict[str, object] = body.model_dump(exclude_none=True)
     if "model" in changes:
         check_name(body.model or "")
-    if workload == "train" and set(changes) - {"model"}:
-        raise die("train start takes only a model", hint="set the rest in the config", exit_code=2)
+    serve_only = {"port", "backend", "max_model_len"} & set(changes)
+    if workload == "train" and serve_only:
+        raise die(f"train start takes no {', '.join(sorted(serve_only))}", exit_code=2)
+    if workload == "serve" and body.job_yaml is not None:
+        raise die("serve start takes no job", hint="a job is for train start", exit_code=2)
+    job_yaml = changes.pop("job_yaml", None)
+    source = str(changes.pop("job_source", None) or "job")
+    if isinstance(job_yaml, str):
+        changes = {**config.load_job(job_yaml, source), **changes}
     return _as_model(workload, services.start(workload, context.paths, changes), context.paths)
 
 
