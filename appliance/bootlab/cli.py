@@ -531,8 +531,9 @@ def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
     """The unit's ExecStart: preflight, the GPU lock, then the supervised workload (READY
     once the model answers, or once the training data is checked)."""
-    from bootlab import config, files, gpu_lock, services, sysinfo  # noqa: PLC0415
+    from bootlab import config, files, gpu_lock, journal, services, sysinfo  # noqa: PLC0415
 
+    journal.setup_logging(f"bootlab-{args.workload}")
     failure = services.failure_file(paths, args.workload)
     try:
         settings = services.with_override(config.load(paths), paths, args.workload)

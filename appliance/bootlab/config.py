@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from bootlab import files, yamlfile
-from bootlab.errors import die
+from bootlab.errors import BootlabError, die
 from bootlab.paths import Paths
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -208,7 +208,8 @@ def load_job(text: str, source: str) -> dict[str, Any]:
     try:
         Train.model_validate(data)
     except ValidationError as error:
-        raise _explain(error, data, [(Path(source), located)]) from None
+        explained = _explain(error, data, [(Path(source), located)])
+        raise die(explained.message, hint=f"fix {source}; {_SHOW_HINT}", exit_code=2) from None
     if "phases" in data:
         data.setdefault("data", None)  # the job's phases replace the config's data
     if "data" in data:
@@ -221,7 +222,7 @@ _SHOW_HINT = "`bootlab config show --defaults` prints every setting with its def
 
 def _explain(
     error: ValidationError, merged: Any, layers: list[tuple[Path, yamlfile.Located]]
-) -> Exception:
+) -> BootlabError:
     problems = []
     for item in error.errors():
         key_path = yamlfile.data_path(item["loc"], merged)

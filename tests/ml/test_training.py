@@ -259,3 +259,26 @@ def test_data_for_another_template_is_refused_before_training(
     assert "ChatML" in errors
     assert "Traceback" not in errors
     assert not (appliance.state / "checkpoints" / "chatml" / "resume").exists()
+
+
+def test_lora_trains_adapters_and_publishes_a_merged_model(
+    appliance: Paths, train: Callable[[str], Run]
+) -> None:
+    run = train(
+        "train:\n  model: tiny\n  data: knowledge\n  job: lora\n  output: tiny-lora\n"
+        "  max_seq_len: 256\n  max_batch_len: 512\n"
+        "  lora: {rank: 4, alpha: 8, target_modules: [q_proj, v_proj]}\n"
+    )
+    code, errors = run.finish()
+    assert code == 0, errors
+    candidates = appliance.state / "checkpoints" / "lora" / "candidates"
+    adapter = next(candidates.iterdir())
+    assert (adapter / "adapter_model.safetensors").exists()  # the adapters only
+    assert not (adapter / "model.safetensors").exists()
+    published = model_store(appliance).models / "tiny-lora"
+    base = model_store(appliance).models / "tiny"
+    # Merged: a whole model of the base's size, not an adapter.
+    assert (published / "model.safetensors").stat().st_size == pytest.approx(
+        (base / "model.safetensors").stat().st_size, rel=0.01
+    )
+    assert json.loads((published / "config.json").read_text())["model_type"] == "llama"

@@ -262,6 +262,26 @@ def test_serve_start_options_reach_the_api(daemon: Daemon) -> None:
     assert bad.returncode == 2 and "not a model name" in bad.stderr
 
 
+def test_train_start_takes_a_job_file_checked_with_its_lines(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("model: tiny\nphases:\n  - name: knowledge\n    data: k\n    epoch: 2\n")
+    refused = bootlab(daemon, "train", "start", "--job", str(job))
+    assert refused.returncode == 2, refused.stderr
+    assert f"{job}:5: phases.0.epoch: unknown setting (did you mean 'epochs'?)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    job.write_text("train:\n  model: tiny\n  phases:\n    - {name: knowledge, data: k}\n")
+    # Here systemd is not PID 1, so the start itself fails after the job is kept.
+    started = bootlab(daemon, "train", "start", "--job", str(job))
+    assert started.returncode not in (0, 2, 78), started.stderr
+    override = json.loads((daemon.root / "var/lib/bootlab/train.override.json").read_text())
+    assert override["phases"] == [{"name": "knowledge", "data": "k"}]
+    assert override["data"] is None
+    serve_only = bootlab(daemon, "serve", "start", "--job", str(job))
+    assert serve_only.returncode == 2
+
+
 def test_data_verbs_through_the_daemon(daemon: Daemon, tmp_path: Path) -> None:
     good = tmp_path / "skills.jsonl"
     line = json.dumps(

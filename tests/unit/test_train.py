@@ -19,7 +19,7 @@ from bootlab.train import estimate, preflight
 from bootlab.train.batching import epoch_order, micro_batches, split
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
-from bootlab.train.tokens import Sample
+from bootlab.train.tokens import IGNORE, sample
 from train_data import write
 
 pytestmark = pytest.mark.unit
@@ -192,10 +192,11 @@ def test_the_order_of_samples_depends_only_on_seed_phase_and_epoch() -> None:
 
 
 def test_micro_batches_pack_samples_in_order_within_the_token_budget() -> None:
-    samples = [Sample(tuple(range(n)), tuple(range(n))) for n in (5, 4, 3, 6, 1)]
+    samples = [sample(range(n), range(n)) for n in (5, 4, 3, 6, 1)]
     batches = micro_batches(samples, budget=9)
     assert [[len(s.input_ids) for s in batch] for batch in batches] == [[5, 4], [3, 6], [1]]
     assert all(sum(len(s.input_ids) for s in batch) <= 9 for batch in batches)
+    assert sample([1, 2, 3], [IGNORE, 2, 3]).trained_tokens == 2
 
 
 # Preflight -----------------------------------------------------------------------------------

@@ -295,7 +295,11 @@ class Trainer:
         model = self._load(Path(best["path"]), adapter=self.plan.lora is not None)
         if self.plan.lora is not None:
             model = model.merge_and_unload()
-        dtype = getattr(model.config, "dtype", None) or torch.float32
+        # Trained in fp32; published in the dtype the model came in (bf16 halves the size).
+        stored = json.loads(Path(self.plan.model_dir, "config.json").read_text())
+        dtype = getattr(torch, str(stored.get("dtype") or stored.get("torch_dtype")), None)
+        if not isinstance(dtype, torch.dtype):
+            dtype = torch.float32
 
         def fill(into: Path) -> None:
             model.to(dtype).save_pretrained(into, safe_serialization=True)

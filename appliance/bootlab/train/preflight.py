@@ -39,7 +39,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
     if not phases:
         raise die(
             f"no training data: neither train.data nor train.phases is set in {paths.config_file}",
-            hint="import data (`bootlab data import FILE.jsonl NAME`) and set train.data",
+            hint="import data (`bootlab data import FILE.jsonl --name NAME`) and set train.data",
             exit_code=EX_CONFIG,
         )
     python = ml_python(paths, "transformers", "the training stack (torch, transformers)")
@@ -110,8 +110,8 @@ def _dataset(paths: Paths, name: str, where: str) -> datasets.Dataset:
     except Exception as error:  # the datasets module's message, as a configuration problem
         raise die(
             f"{where} trains on dataset '{name}', which is not imported",
-            hint="import it (`bootlab data import FILE.jsonl NAME`); `bootlab data list` shows "
-            "what is there",
+            hint="import it (`bootlab data import FILE.jsonl --name NAME`); `bootlab data "
+            "list` shows what is there",
             exit_code=EX_CONFIG,
         ) from error
 

@@ -97,7 +97,7 @@ def supervise(
         log.info("job %s stopped; it resumes from its last checkpoint", plan.job)
         return 0
     publish(plan, config, paths)
-    relay.write("done", model=plan.output)
+    relay.write("done")
     journal.notify(f"STATUS=job {plan.job} done: model {plan.output} is in the store")
     return 0
 
@@ -170,7 +170,7 @@ class Relay:
         elif kind == "done":
             self.done = event
 
-    def write(self, phase: str, **extra: Any) -> None:
+    def write(self, phase: str) -> None:
         document = {
             "job": self.plan.job,
             "state": phase,
@@ -178,7 +178,6 @@ class Relay:
             "phases": [p.name for p in self.plan.phases],
             "started": self.started,
             "progress": {k: v for k, v in self.last.items() if k != "event"},
-            **extra,
         }
         files.write_atomic(state_file(self.paths), json.dumps(document).encode(), 0o644)
 

@@ -8,6 +8,8 @@ does not render prefixes as prefixes cannot be split this way and is refused by 
 from __future__ import annotations
 
 import json
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,15 @@ KNOWN_MARKUP = {
 
 @dataclass(frozen=True)
 class Sample:
-    input_ids: tuple[int, ...]
-    labels: tuple[int, ...]
+    # Arrays of C ints, not tuples of Python ints: a dataset of 100 M tokens stays 800 MB.
+    input_ids: Sequence[int]
+    labels: Sequence[int]
+    trained_tokens: int  # labels that are not IGNORE: what the loss is averaged over
 
-    @property
-    def trained_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE)
+
+def sample(input_ids: Sequence[int], labels: Sequence[int]) -> Sample:
+    trained = sum(1 for label in labels if label != IGNORE)
+    return Sample(array("i", input_ids), array("i", labels), trained)
 
 
 class DataError(Exception):
@@ -123,7 +128,7 @@ def encode(
             labels[index] = input_ids[index]
     if all(label == IGNORE for label in labels):
         raise ValueError("no assistant tokens to learn from once the template is applied")
-    return Sample(tuple(input_ids), tuple(labels))
+    return sample(input_ids, labels)
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
