@@ -523,6 +523,65 @@ def test_disk_full_mid_download_is_clear_and_resumable(
         sh("umount", str(small))
 
 
+def test_direct_blocks_and_a_cached_tail_make_the_exact_blob(
+    registry: Registry, paths: Paths, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole blocks go to disk with O_DIRECT, the unaligned last one through the page cache:
+    one file, byte for byte, flushed before it became a blob."""
+    monkeypatch.setattr(fetch, "BLOCK", 1 * MiB)
+    monkeypatch.setattr(fetch, "CHUNK", 2 * MiB)
+    data = os.urandom(5 * MiB + 1234)
+    push_layers(registry, "m/odd", [(data, {registry_source.TITLE: "w.bin"})])
+    flags: list[int] = []
+    synced: list[int] = []
+    real_open, real_sync = os.open, os.fdatasync
+
+    def spying_open(path: object, flag: int, *args: object, **kwargs: object) -> int:
+        flags.append(flag)
+        return real_open(path, flag, *args, **kwargs)  # type: ignore[arg-type]
+
+    def spying_sync(descriptor: int) -> None:
+        synced.append(descriptor)
+        real_sync(descriptor)
+
+    monkeypatch.setattr(fetch.os, "open", spying_open)
+    monkeypatch.setattr(fetch.os, "fdatasync", spying_sync)
+    pull(f"docker://{registry.host}/m/odd:1", "odd", store, paths)
+    assert any(flag & os.O_DIRECT for flag in flags), "the blocks did not go with O_DIRECT"
+    assert synced, "the blob was published without a flush"
+    assert (store.models / "odd/w.bin").read_bytes() == data
+    assert store.verify("odd") == []
+
+
+def test_a_filesystem_refusing_o_direct_gets_cached_writes(
+    registry: Registry, paths: Paths, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where O_DIRECT writes fail with EINVAL (some filesystems, odd block sizes), the pull
+    writes through the page cache instead and the blob is the same."""
+    import fcntl
+
+    monkeypatch.setattr(fetch, "BLOCK", 1 * MiB)
+    monkeypatch.setattr(fetch, "CHUNK", 2 * MiB)
+    data = os.urandom(8 * MiB)
+    push_layers(registry, "m/nodirect", [(data, {registry_source.TITLE: "w.bin"})])
+    refused: list[int] = []
+    real_pwrite = os.pwrite
+
+    def refusing_pwrite(descriptor: int, buffer: object, offset: int) -> int:
+        if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(22, "Invalid argument")
+        return real_pwrite(descriptor, buffer, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetch.os, "pwrite", refusing_pwrite)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    pull(f"docker://{registry.host}/m/nodirect:1", "nodirect", store, paths)
+    assert refused, "no O_DIRECT write was tried: the test proved nothing"
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # the O_DIRECT one closed too
+    assert (store.models / "nodirect/w.bin").read_bytes() == data
+    assert store.verify("nodirect") == []
+
+
 class _StallingProxy:
     """A TCP proxy to the registry whose first blob download stops sending mid-way and
     stays open: the connection is alive but nothing comes (a stall, not an error)."""

@@ -1,6 +1,13 @@
 """The pull engine: one blob from a registry in parallel HTTP Range chunks, written in place
-and hashed in order as it arrives (one pass, one copy), resumable after a crash or kill,
-verified before it becomes a blob.
+and hashed in order as it arrives (one pass), resumable after a crash or kill, verified and
+flushed to disk before it becomes a blob.
+
+One copy per byte: the socket is read straight into page-aligned block buffers, and whole
+blocks go to disk from them with O_DIRECT, so the CPU never copies them into the page cache
+(that copy, the page-cache bookkeeping and the writeback after it were about half of the
+pull's CPU time on a 2-core machine, more than the hash). Where the filesystem refuses
+O_DIRECT, for the unaligned last block and for tar layers (read back at once to unpack),
+blocks are written through the page cache.
 
 Resume: a sidecar (`<partial>.chunks`: the block size, then one byte per block) records the
 blocks already on disk; a restarted pull fetches only the others and re-reads the done ones
@@ -15,6 +22,7 @@ import errno
 import fcntl
 import hashlib
 import logging
+import mmap
 import os
 import threading
 import time
@@ -34,6 +42,7 @@ PARALLEL = 6  # requests in flight per blob
 WINDOW_BYTES = 128 << 20  # fetched ahead of the hash, held in memory, per blob
 ATTEMPTS = 6
 _HEADER = 8  # the sidecar starts with the chunk size, then one mark byte per chunk
+_ALIGN = 4096  # O_DIRECT: offsets and lengths in whole pages (any disk's logical block)
 BACKOFF_S = 0.5
 
 
@@ -71,22 +80,22 @@ class _Abort(Exception):
 class _Buffers:
     """Block buffers shared by every pull of the process and reused: allocating (and
     zeroing) a fresh one per block cost a tenth of the throughput, and more when memory is
-    short. At most KEEP are kept idle."""
+    short. At most KEEP are kept idle. Anonymous maps, so page-aligned as O_DIRECT needs."""
 
     KEEP = 48  # 192 MiB of 4 MiB blocks
 
     def __init__(self) -> None:
-        self._idle: list[bytearray] = []
+        self._idle: list[mmap.mmap] = []
         self._lock = threading.Lock()
 
-    def take(self, size: int) -> bytearray:
+    def take(self, size: int) -> mmap.mmap:
         with self._lock:
             for index, buffer in enumerate(self._idle):
                 if len(buffer) == size:
                     return self._idle.pop(index)
-        return bytearray(size)
+        return mmap.mmap(-1, size)
 
-    def give(self, buffer: bytearray) -> None:
+    def give(self, buffer: mmap.mmap) -> None:
         with self._lock:
             if len(self._idle) < self.KEEP:
                 self._idle.append(buffer)
@@ -125,6 +134,7 @@ class _Download:
         self.hashed = 0  # blocks hashed so far: the frontier
         self.failure: BaseException | None = None
         self.pending: list[int] = []
+        self.direct = -1  # the partial opened with O_DIRECT, or -1: through the page cache
 
     def _buffer(self, length: int) -> memoryview:
         return memoryview(_buffers.take(self.block))[:length]
@@ -174,6 +184,22 @@ class _Download:
         if self.failure is not None and not isinstance(self.failure, _Abort):
             raise self.failure
         return f"sha256:{hasher.hexdigest()}"
+
+    def _write(self, descriptor: int, data: memoryview, offset: int) -> None:
+        """A whole block with O_DIRECT where it can; the unaligned last one, and every block
+        once the filesystem has refused O_DIRECT (EINVAL), through the page cache."""
+        direct = self.direct
+        if direct >= 0 and len(data) % _ALIGN == 0 and offset % _ALIGN == 0:
+            try:
+                _write_all(direct, data, offset)
+                return
+            except OSError as error:
+                if error.errno != errno.EINVAL:
+                    raise
+                log.info("%s: O_DIRECT refused here, writing through the page cache", self.partial)
+                self.direct = -1
+                # A short direct write leaves an unaligned rest: the page cache takes it all.
+        _write_all(descriptor, data, offset)
 
     def _length(self, index: int) -> int:
         return min(self.block, self.size - index * self.block)
@@ -244,7 +270,7 @@ class _Download:
                                     raise ConnectionError("the registry closed the connection")
                                 received += got
                                 self.progress.add(got, fetched=True)
-                            _write_all(descriptor, buffer, index * self.block)
+                            self._write(descriptor, buffer, index * self.block)
                             _write_all(state, memoryview(b"\1"), _HEADER + index)  # after it
                             received = 0
                             position += 1
@@ -287,6 +313,17 @@ def _block_size(state: int) -> int:
         return int.from_bytes(header, "little")
     os.pwrite(state, BLOCK.to_bytes(_HEADER, "little"), 0)
     return BLOCK
+
+
+def _open_direct(partial: Path, block: int) -> int:
+    """The partial file again, for O_DIRECT writes; -1 where blocks cannot be aligned or the
+    filesystem has no O_DIRECT."""
+    if block % _ALIGN:
+        return -1
+    try:
+        return os.open(partial, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+    except OSError:
+        return -1
 
 
 def _write_all(descriptor: int, data: memoryview, offset: int) -> None:
@@ -359,7 +396,14 @@ def fetch_blob(
                     slots=slots,
                     block=_block_size(state),
                 )
-                found = download.run(descriptor, state)
+                # A tar layer is read back at once to unpack: that one stays in the cache.
+                direct = _open_direct(partial, download.block) if keep is None else -1
+                download.direct = direct
+                try:
+                    found = download.run(descriptor, state)
+                finally:
+                    if direct >= 0:
+                        os.close(direct)
             if found != digest:
                 os.ftruncate(descriptor, 0)
                 os.ftruncate(state, 0)
@@ -373,6 +417,9 @@ def fetch_blob(
                 keep(partial)
                 partial.unlink(missing_ok=True)
                 return partial
+            # Once, before it becomes a blob (not per block): direct writes are on the
+            # device already, so this only flushes its cache, the metadata and the tail.
+            os.fdatasync(descriptor)
             return store.commit(partial, digest)
         finally:
             os.close(descriptor)
