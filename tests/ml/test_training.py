@@ -282,3 +282,50 @@ def test_lora_trains_adapters_and_publishes_a_merged_model(
         (base / "model.safetensors").stat().st_size, rel=0.01
     )
     assert json.loads((published / "config.json").read_text())["model_type"] == "llama"
+
+
+PACKING = r"""
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from bootlab.train import tokens
+from bootlab.train.batching import micro_batches
+from bootlab.train.engine import forward
+from train_data import conversations
+
+model_dir = sys.argv[1]
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+foreign = {m: n for m, n in tokens.KNOWN_MARKUP.items() if m not in tokenizer.chat_template}
+special = set(tokenizer.all_special_tokens)
+samples = [
+    tokens.encode(tokenizer, c["messages"], 256, foreign, special)
+    for c in conversations("knowledge", 5) + conversations("skills", 5)
+]
+trained = sum(s.trained_tokens for s in samples)
+cpu = torch.device("cpu")
+with torch.no_grad():
+    alone = sum(float(forward(model, batch, 0, cpu, trained))
+                for s in samples for batch in micro_batches([s], 256))
+    for budget in (256, 4096):
+        batches = micro_batches(samples, budget)
+        assert any(len(row) > 1 for b in batches for row in b.rows)  # really packed
+        packed = sum(float(forward(model, b, 0, cpu, trained)) for b in batches)
+        assert abs(packed - alone) < 1e-5 * alone, (budget, packed, alone)
+print("isolated")
+"""
+
+
+def test_packed_samples_never_see_each_other() -> None:
+    """The loss of samples packed into shared rows equals their losses alone: each sample
+    attends only to itself (transformers' packed-sequence mask, which a KV cache disables)."""
+    hf, _ = tiny_model()
+    checked = subprocess.run(
+        [str(ML_VENV / "bin" / "python"), "-c", PACKING, str(hf)],
+        env={**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'appliance'}:{REPO_ROOT / 'tests'}"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    assert "isolated" in checked.stdout

@@ -192,10 +192,21 @@ def test_the_order_of_samples_depends_only_on_seed_phase_and_epoch() -> None:
 
 
 def test_micro_batches_pack_samples_in_order_within_the_token_budget() -> None:
-    samples = [sample(range(n), range(n)) for n in (5, 4, 3, 6, 1)]
-    batches = micro_batches(samples, budget=9)
-    assert [[len(s.input_ids) for s in batch] for batch in batches] == [[5, 4], [3, 6], [1]]
-    assert all(sum(len(s.input_ids) for s in batch) <= 9 for batch in batches)
+    samples = [sample(range(n), range(n)) for n in (50, 40, 30, 70, 10, 20)]
+
+    def shape(budget: int) -> list[tuple[int, list[list[int]]]]:
+        return [
+            (b.width, [[len(s.input_ids) for s in row] for row in b.rows])
+            for b in micro_batches(samples, budget)
+        ]
+
+    # Rows as wide as the longest sample rounded up to 64 (70 → 128), filled first fit,
+    # longest first; as many rows a micro-batch as the budget holds.
+    assert shape(256) == [(128, [[70, 50], [40, 30, 20, 10]])]
+    assert shape(128) == [(128, [[70, 50]]), (128, [[40, 30, 20, 10]])]
+    # Never wider than the budget (which holds the longest sample: the config checks).
+    assert shape(100) == [(100, [[70, 30]]), (100, [[50, 40, 10]]), (100, [[20]])]
+    assert micro_batches(samples, 256) == micro_batches(samples, 256)
     assert sample([1, 2, 3], [IGNORE, 2, 3]).trained_tokens == 2
 
 

@@ -4,7 +4,8 @@ epoch alone, so that a resumed job sees exactly the batches an uninterrupted one
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bootlab.train.tokens import Sample
 
@@ -23,13 +24,42 @@ def epoch_order(train: list[int], seed: int, phase: int, epoch: int) -> list[int
     return order
 
 
-def micro_batches(samples: Iterable[Sample], budget: int) -> list[list[Sample]]:
-    batches: list[list[Sample]] = []
-    used = budget  # forces a new batch for the first sample
-    for sample in samples:
-        if used + len(sample.input_ids) > budget:
-            batches.append([])
-            used = 0
-        batches[-1].append(sample)
-        used += len(sample.input_ids)
-    return batches
+ROW_ALIGN = 64  # row widths are multiples of this: fewer distinct shapes, little padding
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Rows of equal width, each holding one or more whole samples back to back."""
+
+    rows: list[list[Sample]]
+    width: int
+
+
+def micro_batches(samples: Sequence[Sample], budget: int) -> list[MicroBatch]:
+    """A step's samples packed into rows (first fit, longest first), rows grouped so that
+    a micro-batch holds at most `budget` tokens, padding included.
+
+    Rows are as wide as the longest sample, rounded up to ROW_ALIGN, not one row of the
+    whole budget: attention costs the square of the row's width, and the short rows keep it
+    near what the samples alone need, while packing keeps the padding low."""
+    if not samples:
+        return []
+    longest = max(len(sample.input_ids) for sample in samples)
+    width = min(budget, -(-longest // ROW_ALIGN) * ROW_ALIGN)
+    rows: list[list[Sample]] = []
+    room: list[int] = []
+    for sample in sorted(samples, key=lambda s: -len(s.input_ids)):  # stable: deterministic
+        size = len(sample.input_ids)
+        for index, left in enumerate(room):
+            if size <= left:
+                rows[index].append(sample)
+                room[index] -= size
+                break
+        else:
+            rows.append([sample])
+            room.append(width - size)
+    per_batch = max(1, budget // width)
+    return [
+        MicroBatch(rows[start : start + per_batch], width)
+        for start in range(0, len(rows), per_batch)
+    ]

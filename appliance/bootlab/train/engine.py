@@ -22,7 +22,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 from bootlab.train import tokens
-from bootlab.train.batching import epoch_order, micro_batches, split
+from bootlab.train.batching import MicroBatch, epoch_order, micro_batches, split
 from bootlab.train.checkpoint import FORMAT, STATE, Checkpoints, write_json
 from bootlab.train.events import Events
 from bootlab.train.plan import Plan
@@ -35,17 +35,41 @@ class Stopped(Exception):
     """Asked to stop (SIGTERM): the state is saved, the job resumes at the next start."""
 
 
-def collate(batch: list[Sample], device: torch.device) -> dict[str, torch.Tensor]:
-    """One row of packed samples: position ids restart at each, which is all the model needs
-    to keep them from attending to each other."""
-    input_ids = [token for sample in batch for token in sample.input_ids]
-    labels = [label for sample in batch for label in sample.labels]
-    positions = [index for sample in batch for index in range(len(sample.input_ids))]
+def collate(batch: MicroBatch, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The rows as tensors. Position ids restart at each sample, which is all the model
+    needs to keep packed samples from attending to each other (transformers builds the
+    block-diagonal mask from them); the padding at a row's end is a sequence of its own,
+    with no labels."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for row in batch.rows:
+        used = 0
+        for sample in row:
+            input_ids.extend(sample.input_ids)
+            labels.extend(sample.labels)
+            positions.extend(range(len(sample.input_ids)))
+            used += len(sample.input_ids)
+        padding = batch.width - used
+        input_ids.extend([pad_id] * padding)
+        labels.extend([IGNORE] * padding)
+        positions.extend(range(padding))
+    shape = (len(batch.rows), batch.width)
     return {
-        "input_ids": torch.tensor([input_ids], device=device),
-        "labels": torch.tensor([labels], device=device),
-        "position_ids": torch.tensor([positions], device=device),
+        "input_ids": torch.tensor(input_ids, device=device).view(shape),
+        "labels": torch.tensor(labels, device=device).view(shape),
+        "position_ids": torch.tensor(positions, device=device).view(shape),
     }
+
+
+def forward(
+    model: Any, batch: MicroBatch, pad_id: int, device: torch.device, trained: int
+) -> torch.Tensor:
+    """The micro-batch's share of the step's loss: summed over its assistant tokens and
+    divided by `trained`, the step's count, so micro-batches of any packing add up to the
+    step's mean. No KV cache: transformers isolates packed samples only without one."""
+    output = model(**collate(batch, pad_id, device), num_items_in_batch=trained, use_cache=False)
+    return output.loss
 
 
 def _device(plan: Plan) -> torch.device:
@@ -71,6 +95,16 @@ class Trainer:
         self.autocast = _autocast_dtype(plan, self.device)
         self.checkpoints = Checkpoints(Path(plan.checkpoints), plan.job, plan.fingerprint)
         self.tokenizer = AutoTokenizer.from_pretrained(plan.model_dir)
+        self.pad_id = int(
+            next(
+                (
+                    t
+                    for t in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id)
+                    if t is not None
+                ),
+                0,
+            )
+        )
         # Every dataset is tokenised and checked before the first step: a bad line in the
         # skills data fails the start, not phase 2 hours later.
         self.data = [
@@ -194,14 +228,12 @@ class Trainer:
         total_loss = 0.0
         processed = 0
         for batch in micro_batches(samples, self.plan.max_batch_len):
-            inputs = collate(batch, self.device)
-            processed += inputs["input_ids"].numel()
+            # The samples' own tokens: padding is a cost, not work done.
+            processed += sum(len(sample.input_ids) for row in batch.rows for sample in row)
             with self._autocast():
-                # num_items_in_batch: the loss is summed and divided by the step's token
-                # count, so micro-batches of any size add up to the step's mean.
-                output = model(**inputs, num_items_in_batch=trained)
-            output.loss.backward()
-            total_loss += float(output.loss.detach())
+                loss = forward(model, batch, self.pad_id, self.device, trained)
+            loss.backward()
+            total_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM
         )
@@ -224,8 +256,7 @@ class Trainer:
         with torch.no_grad():
             for batch in micro_batches(samples, self.plan.max_batch_len):
                 with self._autocast():
-                    output = model(**collate(batch, self.device), num_items_in_batch=trained)
-                total += float(output.loss)
+                    total += float(forward(model, batch, self.pad_id, self.device, trained))
         model.train()
         return total
 
@@ -391,4 +422,4 @@ def _set_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-__all__ = ["IGNORE", "Stopped", "Trainer", "collate"]
+__all__ = ["IGNORE", "Stopped", "Trainer", "collate", "forward"]
