@@ -108,11 +108,18 @@ class Train(_Section):
         "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU."
     )
     gpus: GpuCount = "auto"
+    processes: int | Literal["auto"] = Field(
+        "auto",
+        description="Training processes (torchrun ranks): auto is one a GPU, or one on CPU; "
+        "on a CPU-only machine several processes shard the model (FSDP over gloo).",
+    )
     zero_stage: Literal["auto", 0, 1, 2, 3] = Field(
-        "auto", description="DeepSpeed ZeRO stage on GPUs; auto: from the memory estimate."
+        "auto",
+        description="How much several processes shard (ZeRO stages, done with torch FSDP): "
+        "1-2 optimizer state and gradients, 3 the weights too; auto: from the memory estimate.",
     )
     offload: Literal["auto", "none", "cpu"] = Field(
-        "auto", description="DeepSpeed optimizer offload to CPU memory."
+        "auto", description="Keep the sharded weights and optimizer state in CPU memory."
     )
 
     @model_validator(mode="after")

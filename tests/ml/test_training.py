@@ -5,6 +5,7 @@ clean stop, and bad input refused before any compute."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -114,8 +115,22 @@ def train(appliance: Paths, tmp_path: Path) -> Iterator[Callable[[str], Run]]:
     yield start
     for run in runs:
         if run.process.poll() is None:
-            os.killpg(run.process.pid, signal.SIGKILL)
+            kill_tree(run.process.pid)
             run.process.wait()
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, as `systemctl kill -s KILL` does to the
+    unit's cgroup (torchrun starts its ranks in sessions of their own: a process group is
+    not enough)."""
+    pids = [pid]
+    for parent in pids:  # grows while walking: breadth first
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                pids += [int(child) for child in task.read_text().split()]
+    for victim in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
 
 
 def result(paths: Paths, job: str) -> dict[str, object]:
@@ -151,7 +166,7 @@ def test_two_phases_then_kill_and_resume_to_the_same_losses(
         progress = status.get("progress") or {} if status.get("job") == "cut" else {}
         assert isinstance(progress, dict)
         if progress.get("phase_index") == 1 and int(progress.get("step", 0)) >= 5:
-            os.killpg(cut.process.pid, signal.SIGKILL)
+            kill_tree(cut.process.pid)
             killed_at = int(progress["step"])
             break
         time.sleep(0.05)
@@ -224,7 +239,7 @@ def test_stop_saves_a_checkpoint_and_the_next_start_resumes(
     while time.monotonic() < deadline and not any("READY=1" in m for m in again.messages):
         time.sleep(0.1)
     assert any(f"resuming at phase 1 step {step}" in m for m in again.messages)
-    os.killpg(again.process.pid, signal.SIGKILL)
+    kill_tree(again.process.pid)
 
 
 def _worker_pid(parent: int) -> int:
@@ -329,3 +344,43 @@ def test_packed_samples_never_see_each_other() -> None:
     )
     assert checked.returncode == 0, checked.stderr[-3000:]
     assert "isolated" in checked.stdout
+
+
+def test_two_processes_shard_the_model_and_resume_after_a_kill(
+    appliance: Paths, train: Callable[[str], Run]
+) -> None:
+    """torchrun with two ranks on CPU (gloo), the model sharded with FSDP: the path GPUs take,
+    one process a GPU. Rank 0 reports and writes; a kill and a restart resume."""
+    job = JOB.format(job="ranks", every=CHECKPOINT_EVERY) + "  processes: 2\n"
+    first = train(job)
+    killed_at = 0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and first.process.poll() is None:
+        status = first.status(appliance)
+        progress = status.get("progress") or {} if status.get("job") == "ranks" else {}
+        if isinstance(progress, dict) and int(progress.get("step", 0)) >= 5:
+            kill_tree(first.process.pid)
+            killed_at = int(progress["step"])
+            break
+        time.sleep(0.05)
+    first.process.wait()
+    again = train(job)
+    code, errors = again.finish()
+    assert code == 0, errors
+    ready = next(m for m in again.messages if "READY=1" in m)
+    resumed = int(ready.split("resuming at phase 1 step ")[1].split()[0])
+    assert killed_at - CHECKPOINT_EVERY <= resumed <= killed_at, (killed_at, ready)
+    history = losses(result(appliance, "ranks")["history"])
+    assert [(p, s) for p, s, _ in history][:3] == [(0, 1), (0, 2), (0, 3)]
+    curve = [loss for p, _, loss in history if p == 0]
+    assert sum(curve[-3:]) / 3 < sum(curve[:3]) / 3 * 0.9, curve
+    # The same losses as one process: the ranks split the rows, not the numbers.
+    whole = (
+        losses(result(appliance, "whole")["history"])
+        if (appliance.state / "checkpoints" / "whole" / "result.json").exists()
+        else None
+    )
+    if whole is not None:
+        for (_, step, expected), (_, _, got) in zip(whole, history, strict=True):
+            assert got == pytest.approx(expected, rel=1e-3), step
+    assert "tiny-ranks" in {r.name for r in model_store(appliance).records()}

@@ -319,3 +319,20 @@ def test_preflight_plans_zero_for_the_gpus_it_has(appliance: Paths) -> None:
     system = cpu_only(appliance).model_copy(update={"gpus": (gpu,)})
     plan = plan_for(appliance, {"model": "tiny", "data": "knowledge", "max_seq_len": 512}, system)
     assert (plan.gpus, plan.zero_stage, plan.offload) == (1, 0, "none")
+    with pytest.raises(BootlabError) as raised:
+        plan_for(
+            appliance,
+            {"model": "tiny", "data": "knowledge", "max_seq_len": 512, "processes": 2},
+            system,
+        )
+    assert "one process a GPU" in raised.value.message
+
+
+def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> None:
+    one = plan_for(appliance, {"model": "tiny", "data": "knowledge", "max_seq_len": 512})
+    assert (one.processes, one.zero_stage) == (1, 0)
+    two = plan_for(
+        appliance,
+        {"model": "tiny", "data": "knowledge", "max_seq_len": 512, "processes": 2, "job": "two"},
+    )
+    assert (two.processes, two.zero_stage, two.offload) == (2, 3, "none")

@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 from bootlab.train import tokens
 from bootlab.train.batching import MicroBatch, epoch_order, micro_batches, split
 from bootlab.train.checkpoint import FORMAT, STATE, Checkpoints, write_json
+from bootlab.train.distributed import Ranks
 from bootlab.train.events import Events
 from bootlab.train.plan import Plan
 from bootlab.train.tokens import IGNORE, Sample
@@ -72,9 +73,10 @@ def forward(
     return output.loss
 
 
-def _device(plan: Plan) -> torch.device:
+def _device(plan: Plan, ranks: Ranks) -> torch.device:
     if plan.gpus != 0 and torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(ranks.local_rank)
+        return torch.device("cuda", ranks.local_rank)
     return torch.device("cpu")
 
 
@@ -91,7 +93,9 @@ class Trainer:
         self.plan = plan
         self.events = events
         self.stopping = stopping
-        self.device = _device(plan)
+        self.ranks = Ranks()
+        self.device = _device(plan, self.ranks)
+        self.ranks.start(self.device)
         self.autocast = _autocast_dtype(plan, self.device)
         self.checkpoints = Checkpoints(Path(plan.checkpoints), plan.job, plan.fingerprint)
         self.tokenizer = AutoTokenizer.from_pretrained(plan.model_dir)
@@ -117,7 +121,9 @@ class Trainer:
     # The job ---------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.checkpoints.claim()
+        if self.ranks.main:
+            self.checkpoints.claim()
+        self.ranks.barrier()
         result_file = self.checkpoints.root / "result.json"
         if result_file.exists():
             result: dict[str, Any] = json.loads(result_file.read_text())
@@ -141,14 +147,15 @@ class Trainer:
             self._phase(index, state, resume_dir if index == state["phase"] else None)
             state.update(phase=index + 1, step=0)
             resume_dir = None
-        best = self._best(len(self.plan.phases) - 1, state)
-        self._save_final(best)
         result = {
             "final": str(self.checkpoints.final),
             "best": {phase.name: self._best(i, state) for i, phase in enumerate(self.plan.phases)},
             "history": state["history"],
         }
-        write_json(result_file, result)
+        if self.ranks.main:
+            self._save_final(self._best(len(self.plan.phases) - 1, state))
+            write_json(result_file, result)
+        self.ranks.barrier()
         return result
 
     # A phase ---------------------------------------------------------------------------------
@@ -175,14 +182,15 @@ class Trainer:
             num_training_steps=total,
         )
         if resume_dir is not None:
-            optimizer.load_state_dict(torch.load(resume_dir / "optimizer.pt", weights_only=True))
+            saved = torch.load(resume_dir / "optimizer.pt", weights_only=True)
+            self.ranks.load_optimizer_state(model, optimizer, saved)
             scheduler.load_state_dict(torch.load(resume_dir / "scheduler.pt", weights_only=True))
             _set_rng(torch.load(resume_dir / "rng.pt", weights_only=True))
         else:
             torch.manual_seed(self.plan.seed + index)
         model.train()
         for step in range(state["step"], total):
-            if self.stopping.is_set():
+            if self.ranks.any(self.stopping.is_set(), self.device):
                 self._save_resume(index, state, model, optimizer, scheduler)
                 raise Stopped
             epoch = step // per_epoch
@@ -231,15 +239,17 @@ class Trainer:
             # The samples' own tokens: padding is a cost, not work done.
             processed += sum(len(sample.input_ids) for row in batch.rows for sample in row)
             with self._autocast():
-                loss = forward(model, batch, self.pad_id, self.device, trained)
-            loss.backward()
+                loss = forward(model, self.ranks.mine(batch), self.pad_id, self.device, trained)
+            # FSDP averages gradients over the ranks; each rank's loss is its rows' share
+            # of the step's mean, so scaling by the ranks makes the average their sum.
+            (loss * self.ranks.world).backward()
             total_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM
         )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return total_loss, processed
+        return self.ranks.total(total_loss, self.device), processed
 
     def _autocast(self) -> Any:
         if self.autocast is None:
@@ -276,7 +286,9 @@ class Trainer:
         phase = self.plan.phases[index].name
         held_loss = self.evaluate(model, held)
         target = self.checkpoints.candidate(phase, epoch)
-        self.checkpoints.save(target, lambda into: self._save_model(model, into))
+        weights = self.ranks.model_state(model)
+        if self.ranks.main:
+            self.checkpoints.save(target, lambda into: self._save_model(model, into, weights))
         candidates = state["candidates"].setdefault(phase, [])
         candidates[:] = [c for c in candidates if c["epoch"] != epoch]
         candidates.append(
@@ -308,22 +320,34 @@ class Trainer:
         target = self.checkpoints.resume_name(index, state["step"])
         document = {**state, "format": FORMAT, "fingerprint": self.plan.fingerprint, "phase": index}
 
+        # Gathered on every rank (the collectives need them all), written by rank 0.
+        weights = self.ranks.model_state(model)
+        moments = self.ranks.optimizer_state(model, optimizer)
+
         def fill(into: Path) -> None:
-            model.save_pretrained(into / "model", safe_serialization=True)
-            torch.save(optimizer.state_dict(), into / "optimizer.pt")
+            self._save_model(model, into / "model", weights)
+            torch.save(moments, into / "optimizer.pt")
             torch.save(scheduler.state_dict(), into / "scheduler.pt")
             torch.save(_get_rng(), into / "rng.pt")
             (into / STATE).write_text(json.dumps(document))
 
-        self.checkpoints.save(target, fill)
-        self.checkpoints.prune(self.plan.keep_checkpoints)
+        if self.ranks.main:
+            self.checkpoints.save(target, fill)
+            self.checkpoints.prune(self.plan.keep_checkpoints)
+        self.ranks.barrier()
         self.events.emit("checkpoint", path=str(target), phase=index, step=state["step"])
 
-    def _save_model(self, model: Any, into: Path) -> None:
-        model.save_pretrained(into, safe_serialization=True)
+    def _save_model(self, model: Any, into: Path, weights: dict[str, Any] | None) -> None:
+        """The weights (adapters, for LoRA) as a model directory; `weights` gathered from
+        the ranks when there are several."""
+        if weights is None:
+            model.save_pretrained(into, safe_serialization=True)
+        else:
+            model.save_pretrained(into, state_dict=weights, safe_serialization=True)
 
     def _save_final(self, best: dict[str, Any]) -> None:
-        model = self._load(Path(best["path"]), adapter=self.plan.lora is not None)
+        """Rank 0 alone, on CPU: the best candidate, merged when it holds adapters."""
+        model = self._load(Path(best["path"]), adapter=self.plan.lora is not None, train=False)
         if self.plan.lora is not None:
             model = model.merge_and_unload()
         # Trained in fp32; published in the dtype the model came in (bf16 halves the size).
@@ -340,29 +364,37 @@ class Trainer:
 
     # Models ----------------------------------------------------------------------------------
 
-    def _load(self, path: Path, *, adapter: bool) -> Any:
+    def _load(self, path: Path, *, adapter: bool, train: bool = True) -> Any:
         """The base model (fp32 master weights), with LoRA adapters when the job asks: fresh
         ones on the base, or the saved ones of a checkpoint."""
         base_path = Path(self.plan.model_dir) if adapter else path
         model = AutoModelForCausalLM.from_pretrained(
             base_path, dtype=torch.float32, attn_implementation="sdpa"
-        ).to(self.device)
+        ).to(self.device if train else torch.device("cpu"))
+        shard = self._shard if train else (lambda unsharded: unsharded)
         if self.plan.lora is None:
-            return model
+            return shard(model)
         from peft import LoraConfig, PeftModel, get_peft_model  # noqa: PLC0415 - LoRA jobs only
 
         if adapter:
-            return PeftModel.from_pretrained(model, path, is_trainable=True)
+            return shard(PeftModel.from_pretrained(model, path, is_trainable=train))
         lora = self.plan.lora
-        return get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.rank,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=list(lora.target_modules),
-                task_type="CAUSAL_LM",
-            ),
+        return shard(
+            get_peft_model(
+                model,
+                LoraConfig(
+                    r=lora.rank,
+                    lora_alpha=lora.alpha,
+                    lora_dropout=lora.dropout,
+                    target_modules=list(lora.target_modules),
+                    task_type="CAUSAL_LM",
+                ),
+            )
+        )
+
+    def _shard(self, model: Any) -> Any:
+        return self.ranks.shard(
+            model, stage=int(self.plan.zero_stage), offload=self.plan.offload == "cpu"
         )
 
     # Progress --------------------------------------------------------------------------------

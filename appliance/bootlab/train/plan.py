@@ -45,6 +45,7 @@ class Plan:
     seed: int
     precision: str
     gpus: int
+    processes: int  # torchrun ranks: one a GPU (gloo on CPU when asked)
     zero_stage: int | str = "auto"
     offload: str = "auto"
     lora: LoRAPlan | None = None

@@ -54,6 +54,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
             exit_code=EX_CONFIG,
         )
     gpus = _gpus(train, system)
+    processes = _processes(train, gpus)
     need = estimate.estimate(
         model_config,
         weights_bytes(model.resolve()),
@@ -62,7 +63,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
         lora_modules=len(train.lora.target_modules) if train.lora else 4,
         bf16=gpus > 0 and train.precision != "fp32",
     )
-    zero = _check_memory(train, need, gpus, system)
+    zero = _check_memory(train, need, gpus, processes, system)
     job = train.job_name()
     assert job is not None and train.model is not None
     checkpoints = checkpoints_root(paths) / job
@@ -97,8 +98,9 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
         seed=train.seed,
         precision=train.precision,
         gpus=gpus,
-        zero_stage=zero.stage if zero else 0,
-        offload="cpu" if zero and zero.offload else "none",
+        processes=processes,
+        zero_stage=zero.stage if zero else _cpu_stage(train, processes),
+        offload="cpu" if (zero.offload if zero else train.offload == "cpu") else "none",
         lora=LoRAPlan(**train.lora.model_dump()) if train.lora else None,
     )
     return python, job_plan
@@ -125,18 +127,32 @@ def _gpus(train: Train, system: SystemInfo) -> int:
             hint=f"set train.gpus: {available or 0} or auto",
             exit_code=EX_CONFIG,
         )
-    if wanted > 1:
-        # The engine runs one process on one device; DeepSpeed across GPUs is not wired yet.
-        raise die(
-            f"train.gpus is {wanted}: this version trains on one GPU (or the CPU)",
-            hint="set train.gpus: 1",
-            exit_code=EX_CONFIG,
-        )
     return wanted
 
 
+def _processes(train: Train, gpus: int) -> int:
+    """torchrun ranks: one a GPU; on CPU one unless asked for more."""
+    if train.processes == "auto":
+        return max(gpus, 1)
+    if gpus and train.processes != gpus:
+        raise die(
+            f"train.processes is {train.processes} for {gpus} GPU(s): on GPUs it is one "
+            "process a GPU",
+            hint="set train.processes: auto (or train.gpus to the GPUs to use)",
+            exit_code=EX_CONFIG,
+        )
+    return train.processes
+
+
+def _cpu_stage(train: Train, processes: int) -> int:
+    """Several processes on CPU are there to split the model: full sharding unless asked."""
+    if processes == 1:
+        return 0
+    return 3 if train.zero_stage == "auto" else int(train.zero_stage)
+
+
 def _check_memory(
-    train: Train, need: estimate.Estimate, gpus: int, system: SystemInfo
+    train: Train, need: estimate.Estimate, gpus: int, processes: int, system: SystemInfo
 ) -> estimate.ZeroPlan | None:
     advice = []
     if train.lora is None:
@@ -144,9 +160,12 @@ def _check_memory(
     advice.append(f"lower train.max_batch_len (now {train.max_batch_len})")
     if gpus == 0:
         memory = system.memory_available_mib * 2**20
-        if need.cpu_need() > memory * estimate.USABLE:
+        # Processes on one machine share its memory: sharding splits the model state
+        # between them, and each has its own activations.
+        total = need.cpu_need() + (processes - 1) * need.activations
+        if total > memory * estimate.USABLE:
             raise die(
-                f"this job needs about {text.size(need.cpu_need())} of memory "
+                f"this job needs about {text.size(total)} of memory "
                 f"({text.size(need.model_state)} for weights, gradients and optimizer, "
                 f"{text.size(need.activations)} for activations) and "
                 f"{text.size(memory)} is available",
@@ -157,7 +176,7 @@ def _check_memory(
     vram = min(gpu.memory_mib for gpu in system.gpus) * 2**20
     stage = None if train.zero_stage == "auto" else int(train.zero_stage)
     offload = None if train.offload == "auto" else train.offload == "cpu"
-    zero = estimate.zero_plan(need, gpus, vram, stage, offload)
+    zero = estimate.zero_plan(need, processes, vram, stage, offload)
     if zero is None:
         raise die(
             f"this job needs about {text.size(need.model_state + need.activations)} of GPU "

@@ -24,7 +24,7 @@ from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
 from bootlab.store.sources import local
-from bootlab.train.events import ENV
+from bootlab.train.events import ENV, Receiver
 from bootlab.train.plan import Plan
 
 log = logging.getLogger("bootlab.train")
@@ -44,45 +44,61 @@ def state_file(paths: Paths) -> Path:
     return paths.runtime / "train.json"
 
 
-def worker_argv(python: str, plan_path: Path) -> list[str]:
+def worker_argv(python: str, plan_path: Path, processes: int) -> list[str]:
+    """The worker, or `processes` of them under torchrun (one a GPU), each running the
+    same bootstrap."""
     package_parent = str(Path(bootlab.__file__).resolve().parent.parent)
-    return [python, "-I", "-c", _BOOTSTRAP, package_parent, str(plan_path)]
+    worker = [python, "-I", "-c", _BOOTSTRAP, package_parent, str(plan_path)]
+    if processes <= 1:
+        return worker
+    return [
+        python,
+        "-I",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "--no-python",
+        *worker,
+    ]
 
 
 def supervise(
     python: str, plan: Plan, plan_path: Path, *, config: Config, paths: Paths, lock: int
 ) -> int:
+    """`lock` (the GPU lock) is held by this process, which outlives the workers."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     journal.notify(f"STATUS=checking the data of job {plan.job}")
-    reader, writer = os.pipe()
+    receiver = Receiver(str(paths.runtime / "train.events"))
     env = {
         **os.environ,
-        ENV: str(writer),
+        ENV: receiver.path,
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "TRANSFORMERS_VERBOSITY": "warning",
         "HF_HUB_OFFLINE": "1",
     }
     relay = Relay(plan, paths)
     relay.write("starting")  # not the last job's progress
-    child = subprocess.Popen(worker_argv(python, plan_path), env=env, pass_fds=(writer, lock))
-    os.close(writer)
+    child = subprocess.Popen(worker_argv(python, plan_path, plan.processes), env=env)
+    forwarded = False
     try:
-        with os.fdopen(reader, "rb") as events:
-            for line in events:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
+        while child.poll() is None:
+            event = receiver.receive(timeout=0.5)
+            if event is not None:
                 relay.handle(event)
-                if stopping.is_set() and child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-        code = child.wait()
+            if stopping.is_set() and not forwarded:
+                child.send_signal(signal.SIGTERM)  # systemd sends it to every process too
+                forwarded = True
+        while (event := receiver.receive(timeout=0)) is not None:
+            relay.handle(event)  # what was said just before the exit
+        code = child.returncode
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+        receiver.close()
     if relay.error is not None:
         raise die(relay.error["error"], relay.error.get("hint"), int(relay.error["code"]))
     if code != 0:

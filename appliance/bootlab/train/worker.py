@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: PLC0415 - after the signal handlers: importing takes seconds
 
+    from bootlab.train.distributed import Ranks  # noqa: PLC0415
     from bootlab.train.engine import Stopped, Trainer  # noqa: PLC0415
 
     try:
-        trainer = Trainer(plan, events, stopping)
-        result = trainer.run()
+        result = Trainer(plan, events, stopping).run()
     except DataError as error:
         shown = error.problems
         events.emit(
@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         traceback.print_exc()
         return 1
-    events.emit("done", **result)
+    finally:
+        Ranks().stop()
+    # The history stays in result.json: a long job's would not fit one event.
+    events.emit("done", final=result["final"], best=result["best"])
     return 0
 
 
