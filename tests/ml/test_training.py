@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,30 +77,34 @@ class Run:
         return self.process.returncode, errors
 
 
+def _start_train(paths: Paths, notify: Path, config: str) -> subprocess.Popen[str]:
+    """`bootlab train run` as systemd starts it, telling the socket `notify` what it
+    would tell systemd."""
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file.write_text(config)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bootlab.cli", "train", "run"],
+        env={
+            **os.environ,
+            "BOOTLAB_ROOT": str(paths.root),
+            "NOTIFY_SOCKET": str(notify),
+            "PYTHONPATH": str(REPO_ROOT / "appliance"),
+        },
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture
 def train(appliance: Paths, tmp_path: Path) -> Iterator[Callable[[str], Run]]:
     runs: list[Run] = []
 
     def start(config: str) -> Run:
-        appliance.config_file.parent.mkdir(parents=True, exist_ok=True)
-        appliance.config_file.write_text(config)
         notify = tmp_path / f"notify-{len(runs)}"
         receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         receiver.bind(str(notify))
-        run = Run(
-            subprocess.Popen(
-                [sys.executable, "-m", "bootlab.cli", "train", "run"],
-                env={
-                    **os.environ,
-                    "BOOTLAB_ROOT": str(appliance.root),
-                    "NOTIFY_SOCKET": str(notify),
-                    "PYTHONPATH": str(REPO_ROOT / "appliance"),
-                },
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,  # a process group, as the unit's cgroup
-            )
-        )
+        run = Run(_start_train(appliance, notify, config))
 
         def listen() -> None:
             while True:
@@ -384,3 +389,65 @@ def test_two_processes_shard_the_model_and_resume_after_a_kill(
         for (_, step, expected), (_, _, got) in zip(whole, history, strict=True):
             assert got == pytest.approx(expected, rel=1e-3), step
     assert "tiny-ranks" in {r.name for r in model_store(appliance).records()}
+
+
+def test_the_trained_model_is_served_by_name(appliance: Paths, tmp_path: Path) -> None:
+    """`bootlab serve start NAME` for what training published: vLLM loads it and answers."""
+    name = next(
+        (r.name for r in model_store(appliance).records() if r.name.startswith("tiny-")), None
+    )
+    if name is None:  # this test alone: train a one-phase job first
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(str(tmp_path / "notify"))
+        job = "train: {model: tiny, data: knowledge, output: tiny-served, max_seq_len: 256}\n"
+        code, errors = Run(_start_train(appliance, tmp_path / "notify", job)).finish()
+        listener.close()
+        assert code == 0, errors
+        name = "tiny-served"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    appliance.config_file.write_text(
+        f"serve:\n  model: {name}\n  port: {port}\n  max_model_len: 256\n"
+        "  vllm_args: [--gpu-memory-utilization, '0.3', --max-num-seqs, '4']\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bootlab.cli", "serve", "run"],
+        env={
+            **os.environ,
+            "BOOTLAB_ROOT": str(appliance.root),
+            "PYTHONPATH": str(REPO_ROOT / "appliance"),
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+        },
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        listed: list[str] = []
+        while time.monotonic() < deadline and not listed:
+            assert server.poll() is None, "the server exited while loading"
+            with contextlib.suppress(OSError, ValueError):
+                state = json.loads((appliance.runtime / "serve.json").read_text())
+                assert state["model"] == name
+                models = f"{state['endpoint']}/models"
+                with urllib.request.urlopen(models, timeout=5) as answer:  # noqa: S310 - ours
+                    listed = [m["id"] for m in json.loads(answer.read())["data"]]
+            time.sleep(0.5)
+        assert listed == [name]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            data=json.dumps(
+                {
+                    "model": name,
+                    "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "what is ba"}],
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - ours
+            assert json.loads(answer.read())["choices"][0]["message"]["content"] is not None
+    finally:
+        server.terminate()
+        server.wait(90)
+        appliance.config_file.unlink()
