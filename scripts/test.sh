@@ -17,6 +17,6 @@ python -m pytest -m "unit or integration or system or ml" "$@"
 
 echo "‣ benchmarks (JSON in bench/results/)"
 mkdir -p bench/results
-for bench in render upgrade_delta daemon pull serve train; do
+for bench in render upgrade_delta daemon pull serve train sdg; do
   python "bench/$bench.py" 2>"bench/results/$bench.log" | tail -n 1 | tee "bench/results/$bench.json"
 done
