@@ -607,6 +607,97 @@ def cmd_completion(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+# Taxonomy: local files, read in this process as the user running it (no daemon) --------------
+
+
+def _taxonomy_problems(report: Any, show_all: bool) -> None:
+    from bootlab.taxonomy import MAX_SHOWN  # noqa: PLC0415
+
+    for kind, found in (("error", report.errors), ("warning", report.warnings)):
+        shown = found if show_all else found[:MAX_SHOWN]
+        for problem in shown:
+            print(f"{kind}: {problem.render()}", file=sys.stderr)
+        if len(found) > len(shown):
+            print(
+                f"... and {len(found) - len(shown)} more {kind}s (--all shows them)",
+                file=sys.stderr,
+            )
+
+
+def _taxonomy_json(report: Any, extra: dict[str, Any] | None = None) -> None:
+    _print_json(
+        {
+            "root": str(report.root),
+            **(extra or {}),
+            "files": [str(path) for path in report.files],
+            "leaves": [
+                {
+                    "path": str(leaf.path),
+                    "name": leaf.name,
+                    "kind": leaf.kind,
+                    "version": leaf.version,
+                    "seed_examples": len(leaf.seed_examples),
+                }
+                for leaf in report.leaves
+            ],
+            "errors": [problem.as_json() for problem in report.errors],
+            "warnings": [problem.as_json() for problem in report.warnings],
+        }
+    )
+
+
+def _taxonomy_verdict(report: Any, as_json: bool = False) -> int:
+    """65 when any leaf is invalid; the summary (on stderr when stdout carries JSON)."""
+    from bootlab.taxonomy import EX_DATAERR  # noqa: PLC0415
+
+    if report.errors:
+        print(f"error: {report.summary()}", file=sys.stderr)
+        return EX_DATAERR
+    print(report.summary(), file=sys.stderr if as_json else sys.stdout)
+    return 0
+
+
+def cmd_taxonomy_init(args: argparse.Namespace, paths: Paths) -> int:
+    from bootlab.taxonomy import init  # noqa: PLC0415
+
+    target = _path(args.path)
+    written, repository = init.init(target)
+    print(f"wrote a starting taxonomy in {target}" + (" (a git repository)" if repository else ""))
+    for path in written:
+        print(f"  {path}")
+    print(f"next: edit the leaves, then `bootlab taxonomy diff {target}`")
+    return 0
+
+
+def cmd_taxonomy_validate(args: argparse.Namespace, paths: Paths) -> int:
+    from bootlab import taxonomy  # noqa: PLC0415
+
+    report = taxonomy.check(_path(args.path))
+    if args.json:
+        _taxonomy_json(report)
+    else:
+        _taxonomy_problems(report, args.all)
+    return _taxonomy_verdict(report, args.json)
+
+
+def cmd_taxonomy_diff(args: argparse.Namespace, paths: Paths) -> int:
+    from bootlab import taxonomy  # noqa: PLC0415
+
+    report, found = taxonomy.check_changed(_path(args.path), args.ref)
+    changes = [(str(report.root / change.path), change.status) for change in found.changes]
+    if args.json:
+        listed = [{"path": path, "status": status} for path, status in changes]
+        _taxonomy_json(report, {"base": found.base, "changes": listed})
+        return _taxonomy_verdict(report, as_json=True)
+    if not changes:
+        print(f"no new or changed leaves against {found.base}" if found.compared else "no leaves")
+        return 0
+    print(f"leaves new or changed against {found.base}:" if found.compared else f"{found.base}:")
+    _table([[f"  {status}", path] for path, status in changes])
+    _taxonomy_problems(report, args.all)
+    return _taxonomy_verdict(report)
+
+
 # The parser ----------------------------------------------------------------------------------
 
 
@@ -672,6 +763,44 @@ def _add_data_commands(commands: Any) -> None:
     data_inspect.add_argument("name")
 
 
+def _add_taxonomy_commands(commands: Any) -> None:
+    taxonomy = commands.add_parser(
+        "taxonomy", help="InstructLab taxonomies (qna.yaml leaves), checked locally"
+    ).add_subparsers(metavar="ACTION", required=True)
+    init = command(
+        taxonomy,
+        "init",
+        cmd_taxonomy_init,
+        "Write a starting taxonomy: a git repository with a knowledge and a skill example",
+    )
+    init.add_argument(
+        "path", nargs="?", default="taxonomy", help="a new folder (default: taxonomy)"
+    )
+    validate = command(
+        taxonomy,
+        "validate",
+        cmd_taxonomy_validate,
+        "Check every leaf: errors with file:line and field (exit 65 when any)",
+        json_output=True,
+    )
+    diff = command(
+        taxonomy,
+        "diff",
+        cmd_taxonomy_diff,
+        "List the leaves new or changed against a git ref, and untracked ones; check them",
+        json_output=True,
+    )
+    diff.add_argument("--ref", help="branch, tag or commit (default: main, master, else HEAD)")
+    for sub in (validate, diff):
+        sub.add_argument(
+            "path",
+            nargs="?",
+            default=".",
+            help="the taxonomy, a folder in it or one qna.yaml (default: .)",
+        )
+        sub.add_argument("--all", action="store_true", help="show every problem, not the first 20")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootlab",
@@ -733,8 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="replace (and keep aside) the old file")
     command(config, "show", cmd_config_show, "Settings in effect", json_output=True)
 
-    _add_model_commands(commands)
-    _add_data_commands(commands)
+    for add_commands in (_add_model_commands, _add_data_commands, _add_taxonomy_commands):
+        add_commands(commands)
 
     for workload in ("serve", "train"):
         actions = commands.add_parser(
