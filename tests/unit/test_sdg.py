@@ -206,3 +206,72 @@ def test_a_run_directory_of_another_taxonomy_is_refused(tmp_path: Path) -> None:
         generate([SKILL], Teacher(teacher.url, "teacher"), tmp_path / "run", SMALL)
         with pytest.raises(BootlabError, match="another taxonomy"):
             generate([KNOWLEDGE], Teacher(teacher.url, "teacher"), tmp_path / "run", SMALL)
+
+
+def _git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_from_a_taxonomy_to_datasets_through_the_teacher(tmp_path: Path) -> None:
+    """`bootlab taxonomy init`'s leaves, the knowledge document in a real git repository:
+    read at its commit, chunked, sent to the teacher; the output imports as datasets."""
+    from bootlab import taxonomy
+    from bootlab.sdg.sources import from_taxonomy
+    from bootlab.taxonomy.init import KNOWLEDGE_LEAF, init
+
+    docs = tmp_path / "policies"
+    docs.mkdir()
+    _git("init", "-q", cwd=docs)
+    (docs / "travel_expenses.md").write_text(
+        "# Travel expenses\n\n"
+        + "\n\n".join(
+            f"Rule {i}: employees file receipts for category {i} within {i + 10} days."
+            for i in range(20)
+        )
+    )
+    _git("add", ".", cwd=docs)
+    _git("commit", "-q", "-m", "policies", cwd=docs)
+    commit = _git("rev-parse", "HEAD", cwd=docs)
+    tree = tmp_path / "taxonomy"
+    init(tree)
+    leaf_file = tree / KNOWLEDGE_LEAF
+    leaf_file.write_text(
+        leaf_file.read_text()
+        .replace("https://git.example.com/example-corp/policies.git", str(docs))
+        .replace("0" * 40, commit)
+    )
+    leaves = from_taxonomy(taxonomy.leaves(tree), tmp_path / "run" / "documents")
+    knowledge = next(leaf for leaf in leaves if leaf.kind == "knowledge")
+    assert "Rule 19" in knowledge.documents[0]
+    settings = Settings(rounds=1, pairs_per_request=3, concurrency=4, teacher_context=256)
+    with teacher_server() as teacher:
+        outcome = generate(leaves, Teacher(teacher.url, "teacher"), tmp_path / "run", settings)
+    check(outcome, tmp_path / "run")
+    assert outcome.knowledge is not None and outcome.skills is not None
+    state = tmp_path / "state"
+    assert datasets.import_file(state, outcome.knowledge, "knowledge").samples > 3
+    assert datasets.import_file(state, outcome.skills, "skills").samples > 0
+
+
+def test_a_document_pattern_that_matches_nothing_is_named(tmp_path: Path) -> None:
+    from bootlab.sdg.sources import documents
+    from bootlab.taxonomy import DocumentRef
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    _git("init", "-q", cwd=docs)
+    (docs / "a.md").write_text("text")
+    _git("add", ".", cwd=docs)
+    _git("commit", "-q", "-m", "a", cwd=docs)
+    reference = DocumentRef(str(docs), _git("rev-parse", "HEAD", cwd=docs), ("missing.md",))
+    with pytest.raises(BootlabError) as raised:
+        documents(reference, tmp_path / "cache", Path("knowledge/x/qna.yaml"))
+    assert "pattern 'missing.md' matches nothing" in raised.value.message
+    assert raised.value.exit_code == 65
