@@ -174,18 +174,22 @@ class PushRequest(_Body):
 
 class Job(_Body):
     id: str
-    kind: Literal["pull", "push"]
+    kind: Literal["pull", "push", "generate"]
     target: str
     state: Literal["running", "succeeded", "failed"]
+    unit: Literal["bytes", "requests"] = Field(
+        "bytes", description="What total/done/fetched count: bytes, or teacher requests."
+    )
     total: int
     done: int
-    fetched: int = Field(description="Bytes transferred by this job (a resume skips the rest).")
-    rate_bytes_s: float
+    fetched: int = Field(description="Done by this job (a resume skips what was done before).")
+    rate_bytes_s: float = Field(description="fetched a second (bytes or requests).")
     eta_s: float | None
     started: float
     finished: float | None
     error: ErrorBody | None = None
     model: Model | None = None
+    datasets: list[DatasetView] | None = Field(None, description="What a generation made.")
 
 
 class VerifyResult(_Body):
@@ -219,6 +223,24 @@ class DatasetImportRequest(_Body):
     path: str = Field(min_length=1, max_length=4096, description="A JSONL file on this machine.")
     name: str | None = Field(None, max_length=128)
     context: int | None = Field(None, ge=16, description="Refuse samples longer than this.")
+
+
+class GenerateRequest(_Body):
+    """Synthetic data from a taxonomy, through a teacher (default: what bootlab-serve
+    serves)."""
+
+    taxonomy: str = Field(min_length=1, max_length=4096, description="A taxonomy on this machine.")
+    name: str = Field(max_length=100, description="Datasets NAME-knowledge and NAME-skills.")
+    ref: str | None = Field(None, max_length=256, description="Leaves changed against it.")
+    all: bool = Field(False, description="Every leaf, not only the changed ones.")
+    endpoint: str | None = Field(
+        None, pattern=r"^https?://", max_length=2048, description="An OpenAI API base URL."
+    )
+    model: str | None = Field(None, max_length=256, description="The teacher's model name.")
+    api_key_file: str | None = Field(None, pattern=r"^/", max_length=4096)
+    concurrency: int = Field(8, ge=1, le=256)
+    rounds: int = Field(2, ge=1, le=1000, description="Requests per skill or document chunk.")
+    judge: bool = Field(False, description="Drop pairs the teacher itself scores below 4.")
 
 
 class StartRequest(_Body):

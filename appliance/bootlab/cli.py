@@ -347,9 +347,15 @@ def _progress_line(job: dict[str, Any], width: int = 30) -> str:
     fraction = done / total if total else 0.0
     bar = "#" * int(fraction * width)
     eta = job["eta_s"]
+    eta_text = f"{eta:.0f}s" if eta is not None else "-"
+    if job.get("unit") == "requests":
+        return (
+            f"[{bar:<{width}}] {fraction:4.0%} {done}/{total} requests "
+            f"{job['rate_bytes_s']:.2f}/s ETA {eta_text}"
+        )
     return (
         f"[{bar:<{width}}] {fraction:4.0%} {text.size(done)}/{text.size(total)} "
-        f"{text.size(job['rate_bytes_s'])}/s ETA {f'{eta:.0f}s' if eta is not None else '-'}"
+        f"{text.size(job['rate_bytes_s'])}/s ETA {eta_text}"
     )
 
 
@@ -516,6 +522,28 @@ def cmd_data_list(args: argparse.Namespace, paths: Paths) -> int:
         _dataset_table(found)
     else:
         print("no datasets yet (bootlab data import FILE.jsonl)")
+    return 0
+
+
+def cmd_data_generate(args: argparse.Namespace, paths: Paths) -> int:
+    body = {
+        "taxonomy": os.path.abspath(args.taxonomy),
+        "name": args.name,
+        "ref": args.ref,
+        "all": args.all,
+        "endpoint": args.endpoint,
+        "model": args.model,
+        "api_key_file": os.path.abspath(args.api_key_file) if args.api_key_file else None,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "judge": args.judge,
+    }
+    job = _api(paths, "POST", "/v1/datasets/generate", {k: v for k, v in body.items() if v})
+    job = _follow(paths, job, args.quiet or args.json)
+    if args.json:
+        _print_json(job["datasets"])
+    else:
+        _dataset_table(job["datasets"])
     return 0
 
 
@@ -761,6 +789,25 @@ def _add_data_commands(commands: Any) -> None:
     command(data, "list", cmd_data_list, "Datasets kept", json_output=True)
     data_inspect = command(data, "inspect", cmd_data_inspect, "One dataset", json_output=True)
     data_inspect.add_argument("name")
+    generate = command(
+        data,
+        "generate",
+        cmd_data_generate,
+        "Synthetic training data from a taxonomy, through a teacher model",
+        json_output=True,
+    )
+    generate.add_argument("taxonomy", nargs="?", default=".", help="default: this directory")
+    generate.add_argument("--name", required=True, help="datasets NAME-knowledge, NAME-skills")
+    which = generate.add_mutually_exclusive_group()
+    which.add_argument("--ref", help="leaves changed against this git ref (default: main)")
+    which.add_argument("--all", action="store_true", help="every leaf, changed or not")
+    generate.add_argument("--endpoint", help="an OpenAI API base URL (default: what is served)")
+    generate.add_argument("--model", help="the teacher's model name at --endpoint")
+    generate.add_argument("--api-key-file", dest="api_key_file", help="the endpoint's API key")
+    generate.add_argument("--concurrency", type=int, default=8, help="requests at once")
+    generate.add_argument("--rounds", type=int, default=2, help="requests a skill or chunk")
+    generate.add_argument("--judge", action="store_true", help="drop pairs the teacher scores low")
+    generate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def _add_taxonomy_commands(commands: Any) -> None:

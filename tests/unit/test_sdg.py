@@ -27,6 +27,7 @@ from bootlab.sdg.generate import (
     tasks,
 )
 from bootlab.sdg.teacher import Teacher, TeacherError
+from taxonomy_data import git, taxonomy_with_documents
 from teacher_server import Behaviour, teacher_server
 
 pytestmark = pytest.mark.unit
@@ -208,45 +209,13 @@ def test_a_run_directory_of_another_taxonomy_is_refused(tmp_path: Path) -> None:
             generate([KNOWLEDGE], Teacher(teacher.url, "teacher"), tmp_path / "run", SMALL)
 
 
-def _git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def test_from_a_taxonomy_to_datasets_through_the_teacher(tmp_path: Path) -> None:
     """`bootlab taxonomy init`'s leaves, the knowledge document in a real git repository:
     read at its commit, chunked, sent to the teacher; the output imports as datasets."""
     from bootlab import taxonomy
     from bootlab.sdg.sources import from_taxonomy
-    from bootlab.taxonomy.init import KNOWLEDGE_LEAF, init
 
-    docs = tmp_path / "policies"
-    docs.mkdir()
-    _git("init", "-q", cwd=docs)
-    (docs / "travel_expenses.md").write_text(
-        "# Travel expenses\n\n"
-        + "\n\n".join(
-            f"Rule {i}: employees file receipts for category {i} within {i + 10} days."
-            for i in range(20)
-        )
-    )
-    _git("add", ".", cwd=docs)
-    _git("commit", "-q", "-m", "policies", cwd=docs)
-    commit = _git("rev-parse", "HEAD", cwd=docs)
-    tree = tmp_path / "taxonomy"
-    init(tree)
-    leaf_file = tree / KNOWLEDGE_LEAF
-    leaf_file.write_text(
-        leaf_file.read_text()
-        .replace("https://git.example.com/example-corp/policies.git", str(docs))
-        .replace("0" * 40, commit)
-    )
+    tree = taxonomy_with_documents(tmp_path)
     leaves = from_taxonomy(taxonomy.leaves(tree), tmp_path / "run" / "documents")
     knowledge = next(leaf for leaf in leaves if leaf.kind == "knowledge")
     assert "Rule 19" in knowledge.documents[0]
@@ -266,11 +235,11 @@ def test_a_document_pattern_that_matches_nothing_is_named(tmp_path: Path) -> Non
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    _git("init", "-q", cwd=docs)
+    git("init", "-q", cwd=docs)
     (docs / "a.md").write_text("text")
-    _git("add", ".", cwd=docs)
-    _git("commit", "-q", "-m", "a", cwd=docs)
-    reference = DocumentRef(str(docs), _git("rev-parse", "HEAD", cwd=docs), ("missing.md",))
+    git("add", ".", cwd=docs)
+    git("commit", "-q", "-m", "a", cwd=docs)
+    reference = DocumentRef(str(docs), git("rev-parse", "HEAD", cwd=docs), ("missing.md",))
     with pytest.raises(BootlabError) as raised:
         documents(reference, tmp_path / "cache", Path("knowledge/x/qna.yaml"))
     assert "pattern 'missing.md' matches nothing" in raised.value.message

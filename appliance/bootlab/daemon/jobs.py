@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bootlab.api import ErrorBody, Job, Model
+from bootlab.api import DatasetView, ErrorBody, Job, Model
 from bootlab.errors import BootlabError
 from bootlab.store.fetch import Progress
 
@@ -23,7 +23,7 @@ KEEP_FINISHED = 200
 @dataclass
 class _Running:
     id: str
-    kind: Literal["pull", "push"]
+    kind: Literal["pull", "push", "generate"]
     target: str
     progress: Progress = field(default_factory=Progress)
     state: Literal["running", "succeeded", "failed"] = "running"
@@ -31,6 +31,7 @@ class _Running:
     finished: float | None = None
     error: ErrorBody | None = None
     model: Model | None = None
+    datasets: list[DatasetView] | None = None
     done_event: threading.Event = field(default_factory=threading.Event)
 
     def view(self) -> Job:
@@ -40,6 +41,7 @@ class _Running:
             kind=self.kind,
             target=self.target,
             state=self.state,
+            unit="requests" if self.kind == "generate" else "bytes",
             total=progress.total,
             done=progress.done,
             fetched=progress.fetched,
@@ -49,6 +51,7 @@ class _Running:
             finished=self.finished,
             error=self.error,
             model=self.model,
+            datasets=self.datasets,
         )
 
 
@@ -58,7 +61,10 @@ class Jobs:
         self._lock = threading.Lock()
 
     def start(
-        self, kind: Literal["pull", "push"], target: str, work: Callable[[Progress], Model]
+        self,
+        kind: Literal["pull", "push", "generate"],
+        target: str,
+        work: Callable[[Progress], Model | list[DatasetView]],
     ) -> Job:
         with self._lock:
             for job in self._jobs.values():
@@ -83,14 +89,24 @@ class Jobs:
             job.done_event.wait(wait_s)
         return job.view()
 
-    def _run(self, job: _Running, work: Callable[[Progress], Model]) -> None:
+    def _run(self, job: _Running, work: Callable[[Progress], Model | list[DatasetView]]) -> None:
         log.info("%s %s: started (job %s)", job.kind, job.target, job.id)
         reporter = threading.Thread(target=self._report, args=(job,), daemon=True)
         reporter.start()
         try:
-            job.model = work(job.progress)
+            result = work(job.progress)
+            if isinstance(result, Model):
+                job.model = result
+            else:
+                job.datasets = result
             job.state = "succeeded"
-            log.info("%s %s: done, %d bytes fetched", job.kind, job.target, job.progress.fetched)
+            log.info(
+                "%s %s: done, %d %s",
+                job.kind,
+                job.target,
+                job.progress.fetched,
+                "requests" if job.kind == "generate" else "bytes fetched",
+            )
         except BootlabError as error:
             job.error = ErrorBody(error=error.message, hint=error.hint, code=error.exit_code)
             job.state = "failed"
@@ -111,6 +127,18 @@ class Jobs:
             progress = job.progress
             percent = 100 * progress.done / progress.total if progress.total else 0
             eta = progress.eta_s
+            eta_text = f"{eta:.0f}s" if eta is not None else "unknown"
+            if job.kind == "generate":
+                log.info(
+                    "%s %s: %d of %d requests, %.2f/s, ETA %s",
+                    job.kind,
+                    job.target,
+                    progress.done,
+                    progress.total,
+                    progress.rate,
+                    eta_text,
+                )
+                continue
             log.info(
                 "%s %s: %.0f%% of %.1f MiB, %.1f MiB/s, ETA %s",
                 job.kind,
@@ -118,7 +146,7 @@ class Jobs:
                 percent,
                 progress.total / 2**20,
                 progress.rate / 2**20,
-                f"{eta:.0f}s" if eta is not None else "unknown",
+                eta_text,
             )
 
     def _forget_old(self) -> None:

@@ -37,6 +37,7 @@ from bootlab.api import (
     DatasetList,
     DatasetView,
     GcResult,
+    GenerateRequest,
     Job,
     LoginRequest,
     LoginResponse,
@@ -56,6 +57,7 @@ from bootlab.api import (
 from bootlab.daemon.jobs import Jobs
 from bootlab.errors import BootlabError, die
 from bootlab.paths import Paths
+from bootlab.sdg.teacher import Teacher
 from bootlab.serve import supervise
 from bootlab.store import sources
 from bootlab.store.fetch import Progress
@@ -394,6 +396,71 @@ def post_dataset_import(
     return DatasetView(**asdict(imported))
 
 
+def post_generate(context: Context, params: dict[str, str], body: GenerateRequest) -> Job:
+    """Synthetic data as a job: the taxonomy's leaves through the teacher, the output kept
+    as datasets NAME-knowledge and NAME-skills. Root only: the taxonomy and its documents
+    are read from this machine's files."""
+    from bootlab import taxonomy  # noqa: PLC0415 - jsonschema and friends, only here
+    from bootlab.sdg import generate as sdg  # noqa: PLC0415
+    from bootlab.sdg.sources import from_taxonomy  # noqa: PLC0415
+
+    _root_only(params)
+    name = check_name(body.name)
+    source = Path(body.taxonomy)
+    if not source.is_absolute():
+        raise die(f"'{body.taxonomy}' is not an absolute path", exit_code=2)
+    teacher = _teacher(context, body)
+    found = taxonomy.leaves(source, body.ref, changed_only=not body.all)
+    if not found:
+        raise die(
+            f"no leaves to generate from in {source} (none changed"
+            + (f" against {body.ref})" if body.ref else ")"),
+            hint="change or add a qna.yaml, or pass --all for every leaf",
+            exit_code=65,
+        )
+    run_dir = context.paths.state / "sdg" / name
+    settings = sdg.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
+
+    def work(progress: Progress) -> list[DatasetView]:
+        leaves = from_taxonomy(found, run_dir / "documents")
+        outcome = sdg.generate(leaves, teacher, run_dir, settings, progress=progress)
+        sdg.check(outcome, run_dir)
+        made = []
+        for path, suffix in ((outcome.knowledge, "knowledge"), (outcome.skills, "skills")):
+            if path is not None:
+                dataset = datasets.import_file(context.paths.state, path, f"{name}-{suffix}")
+                made.append(DatasetView(**asdict(dataset)))
+        return made
+
+    return context.jobs.start("generate", f"{source} as {name}", work)
+
+
+def _teacher(context: Context, body: GenerateRequest) -> Teacher:
+    """The endpoint asked for, or the model bootlab-serve serves now (with its API key)."""
+    settings = config.load(context.paths)
+    key_file = body.api_key_file or (None if body.endpoint else settings.serve.api_key_file)
+    key = None
+    if key_file:
+        try:
+            key = Path(key_file).read_text().strip()
+        except OSError as error:
+            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=2) from None
+    if body.endpoint:
+        if not body.model:
+            raise die("--endpoint needs --model: the teacher's model name", exit_code=2)
+        return Teacher(body.endpoint, body.model, key)
+    try:
+        served = json.loads(supervise.state_file(context.paths).read_text())
+    except (OSError, ValueError):
+        raise die(
+            "no teacher: nothing is being served",
+            hint="serve the teacher (`bootlab serve start MODEL`), or give --endpoint URL "
+            "--model NAME",
+            exit_code=78,
+        ) from None
+    return Teacher(served["endpoint"], body.model or served["model"], key)
+
+
 _WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(services.WORKLOADS)}
 
 ROUTES: tuple[Route, ...] = (
@@ -500,6 +567,14 @@ ROUTES: tuple[Route, ...] = (
         DatasetImportRequest,
     ),
     Route("GET", "/v1/datasets/{name}", "One dataset", get_dataset, DatasetView),
+    Route(
+        "POST",
+        "/v1/datasets/generate",
+        "Synthetic data from a taxonomy through a teacher (a job)",
+        post_generate,
+        Job,
+        GenerateRequest,
+    ),
     Route(
         "GET",
         "/v1/jobs/{id}/wait",

@@ -23,6 +23,7 @@ from typing import Any, Literal, TextIO
 
 from bootlab.errors import die
 from bootlab.sdg.teacher import Teacher, TeacherError
+from bootlab.store.fetch import Progress
 
 EX_DATA = 65
 EX_UNAVAILABLE = 69
@@ -216,13 +217,6 @@ def run_task(teacher: Teacher, task: Task, settings: Settings) -> dict[str, Any]
     }
 
 
-class Progress:
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self.samples = 0
-
-
 def generate(
     leaves: list[Leaf],
     teacher: Teacher,
@@ -237,7 +231,7 @@ def generate(
     _claim(directory, planned, settings, teacher)
     finished = {record["task"]: record for record in _finished(directory / "progress.jsonl")}
     todo = [task for task in planned if task.id not in finished]
-    progress = progress or Progress(len(planned))
+    progress = progress or Progress()
     progress.total, progress.done = len(planned), len(planned) - len(todo)
     outcome = Outcome()
     stopping = stopping or threading.Event()
@@ -249,18 +243,16 @@ def generate(
         running = {pool.submit(run_task, teacher, task, settings): task for task in todo}
         for future in concurrent.futures.as_completed(running):
             task = running[future]
-            if not future.cancelled():
-                _record(
-                    task,
-                    future,
-                    finished=finished,
-                    outcome=outcome,
-                    journal=journal,
-                    log=log,
-                    stopping=stopping,
-                )
-                progress.done = len(finished)
-                progress.samples = sum(len(r["kept"]) for r in finished.values())
+            if not future.cancelled() and _record(
+                task,
+                future,
+                finished=finished,
+                outcome=outcome,
+                journal=journal,
+                log=log,
+                stopping=stopping,
+            ):
+                progress.add(1, fetched=True)
             if stopping.is_set():  # asked to stop, or a refusal no retry can mend
                 for pending in running:
                     pending.cancel()  # those not started yet run on the next start
@@ -277,7 +269,8 @@ def _record(
     journal: TextIO,
     log: TextIO,
     stopping: threading.Event,
-) -> None:
+) -> bool:
+    """Keep a finished task's pairs (on disk at once); False when it failed."""
     try:
         record = future.result()
     except TeacherError as error:
@@ -286,13 +279,14 @@ def _record(
         log.flush()
         if not error.transient:
             stopping.set()
-        return
+        return False
     finished[task.id] = record
     journal.write(json.dumps(record) + "\n")
     journal.flush()
     os.fsync(journal.fileno())  # a finished task is never asked for twice
     entry = {"task": task.id, "generated": record["generated"], "kept": len(record["kept"])}
     log.write(json.dumps(entry) + "\n")
+    return True
 
 
 def _claim(directory: Path, planned: list[Task], settings: Settings, teacher: Teacher) -> None:
