@@ -28,7 +28,7 @@ class Behaviour:
 
 def _answer(body: dict[str, object]) -> str:
     prompt = str(body["messages"][-1]["content"])  # type: ignore[index]
-    if prompt.startswith("Rate from 1"):
+    if prompt.startswith("Rate"):  # a judge's question: the score it gives
         return "5" if "unhelpful-answer" not in prompt else "1"
     seed = body.get("seed", 0)
     document = prompt.split("Document:\n", 1)[1] if "Document:\n" in prompt else prompt

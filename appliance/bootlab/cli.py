@@ -697,6 +697,60 @@ def cmd_taxonomy_init(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
+    """Runs here, not in the daemon: it loads the model in the ML venv like any job of the
+    admin's, reading the store (group-readable) and the admin's own files."""
+    from bootlab import config, workloads  # noqa: PLC0415
+    from bootlab.evaluate import run, tasks  # noqa: PLC0415
+    from bootlab.sdg.teacher import Teacher  # noqa: PLC0415
+
+    settings = config.load(paths)
+    python = workloads.ml_python(paths, "transformers", "the evaluation stack (transformers)")
+    if args.tasks:
+        kind, items = tasks.load(_path(args.tasks))
+        benchmark = args.tasks
+    else:
+        from bootlab import taxonomy  # noqa: PLC0415
+
+        kind = "judged"
+        items = [
+            tasks.Judged(pair.question, pair.answer)
+            for leaf in taxonomy.leaves(_path(args.taxonomy))
+            for seed in leaf.seed_examples
+            for pair in seed.pairs
+        ]
+        benchmark = f"taxonomy {args.taxonomy}"
+    judge = None
+    if args.judge_endpoint:
+        if not args.judge_model:
+            raise die("--judge-endpoint needs --judge-model", exit_code=EX_USAGE)
+        judge = Teacher(args.judge_endpoint, args.judge_model)
+    elif kind == "judged":
+        served = _api(paths, "GET", "/v1/services/serve")
+        if served.get("endpoint"):
+            judge = Teacher(served["endpoint"], served["model"])
+    results = []
+    for name in [args.name, *([args.against] if args.against else [])]:
+        model = workloads.store_model(settings, paths, name, "the model", "evaluate")
+        results.append(
+            run.evaluate(
+                python,
+                model.resolve(),
+                name,
+                benchmark=benchmark,
+                kind=kind,
+                items=items,
+                judge=judge,
+                max_new_tokens=args.max_new_tokens,
+            )
+        )
+    if args.json:
+        _print_json([result.to_json() for result in results])
+    else:
+        print(run.table(results))
+    return 0
+
+
 def cmd_taxonomy_validate(args: argparse.Namespace, paths: Paths) -> int:
     from bootlab import taxonomy  # noqa: PLC0415
 
@@ -744,6 +798,21 @@ def _add_model_commands(commands: Any) -> None:
         metavar="ACTION", required=True
     )
     command(model, "list", cmd_model_list, "Models in the store", json_output=True)
+    evaluate = command(
+        model,
+        "evaluate",
+        cmd_model_evaluate,
+        "Score a model (or compare two) on a benchmark file or a taxonomy's questions",
+        json_output=True,
+    )
+    evaluate.add_argument("name", help="a model from the store")
+    evaluate.add_argument("--against", metavar="MODEL", help="compare with this model")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tasks", metavar="FILE", help="a benchmark JSONL file")
+    source.add_argument("--taxonomy", metavar="PATH", help="the taxonomy's seed questions")
+    evaluate.add_argument("--judge-endpoint", dest="judge_endpoint", help="OpenAI API base URL")
+    evaluate.add_argument("--judge-model", dest="judge_model", help="the judge's model name")
+    evaluate.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=256)
     pull = command(
         model,
         "pull",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bootlab
 from bootlab.config import Config
 from bootlab.errors import die
 from bootlab.paths import Paths
@@ -61,3 +62,16 @@ def ml_python(
             exit_code=EX_CONFIG,
         )
     return str(python)
+
+
+# A module of bootlab run with the ML venv's Python: only bootlab's own package is added,
+# after the venv's site-packages, so nothing of the appliance's venv shadows the ML stack.
+_BOOTSTRAP = (
+    "import runpy, sys; sys.path.append(sys.argv.pop(1)); "
+    "runpy.run_module(sys.argv.pop(1), run_name='__main__')"
+)
+
+
+def ml_module_argv(python: str, module: str, *args: str) -> list[str]:
+    package_parent = str(Path(bootlab.__file__).resolve().parent.parent)
+    return [python, "-I", "-c", _BOOTSTRAP, package_parent, module, *args]

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import bootlab
 from bootlab import files, journal, text
 from bootlab.config import Config
 from bootlab.errors import die
@@ -26,17 +25,10 @@ from bootlab.store.layout import model_store
 from bootlab.store.sources import local
 from bootlab.train.events import ENV, Receiver
 from bootlab.train.plan import Plan
+from bootlab.workloads import ml_module_argv
 
 log = logging.getLogger("bootlab.train")
 STATUS_EVERY_S = 1.0
-
-# The worker runs in the ML venv, which has torch but not the appliance's dependencies:
-# only bootlab's own package is added, after the venv's site-packages, so nothing of the
-# appliance's venv shadows the ML stack.
-_BOOTSTRAP = (
-    "import sys; sys.path.append(sys.argv.pop(1)); "
-    "from bootlab.train.worker import main; sys.exit(main())"
-)
 
 
 def state_file(paths: Paths) -> Path:
@@ -47,8 +39,7 @@ def state_file(paths: Paths) -> Path:
 def worker_argv(python: str, plan_path: Path, processes: int) -> list[str]:
     """The worker, or `processes` of them under torchrun (one a GPU), each running the
     same bootstrap."""
-    package_parent = str(Path(bootlab.__file__).resolve().parent.parent)
-    worker = [python, "-I", "-c", _BOOTSTRAP, package_parent, str(plan_path)]
+    worker = ml_module_argv(python, "bootlab.train.worker", str(plan_path))
     if processes <= 1:
         return worker
     return [
