@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -216,8 +217,9 @@ class Trainer:
                 learning_rate=scheduler.get_last_lr()[0],
                 state=state,
             )
+            candidate = None
             if (step + 1) % per_epoch == 0:
-                self._end_epoch(
+                candidate = self._end_epoch(
                     index=index,
                     epoch=epoch + 1,
                     step=step + 1,
@@ -226,8 +228,8 @@ class Trainer:
                     state=state,
                     last_loss=loss,
                 )
-            if (step + 1) % self.plan.checkpoint_every == 0 or (step + 1) % per_epoch == 0:
-                self._save_resume(index, state, model, optimizer, scheduler)
+            if candidate or (step + 1) % self.plan.checkpoint_every == 0:
+                self._save_resume(index, state, model, optimizer, scheduler, candidate=candidate)
 
     def _step(
         self, model: Any, samples: list[Sample], optimizer: torch.optim.Optimizer
@@ -282,13 +284,12 @@ class Trainer:
         held: list[Sample],
         state: dict[str, Any],
         last_loss: float,
-    ) -> None:
+    ) -> Path:
+        """The epoch's held-out loss, recorded with the candidate the resume checkpoint
+        about to be written will hold."""
         phase = self.plan.phases[index].name
         held_loss = self.evaluate(model, held)
         target = self.checkpoints.candidate(phase, epoch)
-        weights = self.ranks.model_state(model)
-        if self.ranks.main:
-            self.checkpoints.save(target, lambda into: self._save_model(model, into, weights))
         candidates = state["candidates"].setdefault(phase, [])
         candidates[:] = [c for c in candidates if c["epoch"] != epoch]
         candidates.append(
@@ -309,14 +310,25 @@ class Trainer:
             metric=candidates[-1]["metric"],
             path=str(target),
         )
+        return target
 
     def _best(self, index: int, state: dict[str, Any]) -> dict[str, Any]:
         candidates = state["candidates"][self.plan.phases[index].name]
         return dict(min(candidates, key=lambda c: (c["loss"], -c["epoch"])))
 
     def _save_resume(
-        self, index: int, state: dict[str, Any], model: Any, optimizer: Any, scheduler: Any
+        self,
+        index: int,
+        state: dict[str, Any],
+        model: Any,
+        optimizer: Any,
+        scheduler: Any,
+        *,
+        candidate: Path | None = None,
     ) -> None:
+        """A resume point; at an epoch's end also the epoch's candidate, whose files are
+        links to the checkpoint's weights (written once), made before the checkpoint is
+        whole, so a checkpoint never names a candidate that is not there."""
         target = self.checkpoints.resume_name(index, state["step"])
         document = {**state, "format": FORMAT, "fingerprint": self.plan.fingerprint, "phase": index}
 
@@ -326,6 +338,8 @@ class Trainer:
 
         def fill(into: Path) -> None:
             self._save_model(model, into / "model", weights)
+            if candidate is not None:
+                self.checkpoints.save(candidate, lambda linked: _link_tree(into / "model", linked))
             torch.save(moments, into / "optimizer.pt")
             torch.save(scheduler.state_dict(), into / "scheduler.pt")
             torch.save(_get_rng(), into / "rng.pt")
@@ -346,15 +360,23 @@ class Trainer:
             model.save_pretrained(into, state_dict=weights, safe_serialization=True)
 
     def _save_final(self, best: dict[str, Any]) -> None:
-        """Rank 0 alone, on CPU: the best candidate, merged when it holds adapters."""
-        model = self._load(Path(best["path"]), adapter=self.plan.lora is not None, train=False)
-        if self.plan.lora is not None:
-            model = model.merge_and_unload()
-        # Trained in fp32; published in the dtype the model came in (bf16 halves the size).
+        """Rank 0 alone, on CPU: the best candidate, merged when it holds adapters, in the
+        dtype the model came in (bf16 halves the size); as links when it already is."""
         stored = json.loads(Path(self.plan.model_dir, "config.json").read_text())
         dtype = getattr(torch, str(stored.get("dtype") or stored.get("torch_dtype")), None)
         if not isinstance(dtype, torch.dtype):
             dtype = torch.float32
+        if self.plan.lora is None and dtype == torch.float32:  # candidates are fp32
+
+            def link(into: Path) -> None:
+                _link_tree(Path(best["path"]), into)
+                self.tokenizer.save_pretrained(into)
+
+            self.checkpoints.save(self.checkpoints.final, link)
+            return
+        model = self._load(Path(best["path"]), adapter=self.plan.lora is not None, train=False)
+        if self.plan.lora is not None:
+            model = model.merge_and_unload()
 
         def fill(into: Path) -> None:
             model.to(dtype).save_pretrained(into, safe_serialization=True)
@@ -438,6 +460,15 @@ class Trainer:
         phase = self.plan.phases[index]
         train, _ = split(len(self.data[index]), self.plan.held_out, self.plan.seed, index)
         return math.ceil(len(train) / phase.effective_batch_size) * phase.epochs
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """`source`'s files as hard links in `target` (the same filesystem: the job's directory)."""
+    for path in source.rglob("*"):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, destination)
 
 
 def _get_rng() -> dict[str, Any]:
