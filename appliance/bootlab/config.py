@@ -103,6 +103,11 @@ class Train(_Section):
     held_out: float = Field(
         0.05, ge=0.0, lt=0.5, description="Fraction of each dataset kept out to pick the best."
     )
+    select_with: Annotated[str, StringConstraints(pattern=r"^/")] | None = Field(
+        None,
+        description="A multiple-choice benchmark (bootlab model evaluate's format): each "
+        "phase's best epoch is the one that scores highest on it, not the lowest held-out loss.",
+    )
     seed: int = 42
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto: bf16 on GPUs that support it, fp32 on CPU."

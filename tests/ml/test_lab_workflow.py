@@ -86,7 +86,7 @@ def generate_stopped_and_continued(tree: Path, run_dir: Path, teacher_url: str) 
     return run_dir
 
 
-def train_two_phases(paths: Paths) -> None:
+def train_two_phases(paths: Paths, select_with: Path) -> None:
     """`bootlab train run` as the unit runs it (no NOTIFY_SOCKET: nobody to tell)."""
     paths.config_file.parent.mkdir(parents=True, exist_ok=True)
     paths.config_file.write_text(
@@ -97,6 +97,7 @@ def train_two_phases(paths: Paths) -> None:
         "    - {name: skills, data: lab-skills, epochs: 2, learning_rate: 1.0e-3,"
         " effective_batch_size: 8}\n"
         "  max_seq_len: 256\n  max_batch_len: 1024\n"
+        f"  select_with: {select_with}\n"
     )
     trained = subprocess.run(
         [sys.executable, "-m", "bootlab.cli", "train", "run"],
@@ -141,9 +142,15 @@ def test_taxonomy_to_data_to_training_to_evaluation(tmp_path: Path) -> None:
         assert len(questions) == len(set(questions))  # no duplicates across the two runs
         datasets.import_file(paths.state, run_dir / "knowledge.jsonl", "lab-knowledge")
         datasets.import_file(paths.state, run_dir / "skills.jsonl", "lab-skills")
-        train_two_phases(paths)
-
         bench = choice_benchmark(knowledge, tmp_path / "bench.jsonl")
+        # A few of its items pick the epochs (each epoch is scored on them: keep it short).
+        select = tmp_path / "select.jsonl"
+        select.write_text("".join(bench.read_text().splitlines(keepends=True)[:8]))
+        train_two_phases(paths, select)
+        # Each phase's best epoch was picked by the benchmark, not by loss.
+        result = json.loads((paths.state / "checkpoints/tiny-lab/result.json").read_text())
+        best = result["best"]["knowledge"]
+        assert best["metric"] == "benchmark_accuracy"
         compared = bootlab(
             paths,
             "model",

@@ -336,3 +336,29 @@ def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> Non
         {"model": "tiny", "data": "knowledge", "max_seq_len": 512, "processes": 2, "job": "two"},
     )
     assert (two.processes, two.zero_stage, two.offload) == (2, 3, "none")
+
+
+def test_epochs_are_selected_only_by_a_multiple_choice_benchmark(
+    appliance: Paths, tmp_path: Path
+) -> None:
+    judged = tmp_path / "judged.jsonl"
+    judged.write_text('{"question": "why?"}\n')
+    with pytest.raises(BootlabError) as raised:
+        plan_for(
+            appliance,
+            {"model": "tiny", "data": "knowledge", "max_seq_len": 512, "select_with": str(judged)},
+        )
+    assert "needs multiple choice" in raised.value.message
+    choice = tmp_path / "choice.jsonl"
+    choice.write_text('{"question": "2+2?", "choices": ["3", "4"], "answer": 1}\n')
+    plan = plan_for(
+        appliance,
+        {
+            "model": "tiny",
+            "data": "knowledge",
+            "max_seq_len": 512,
+            "select_with": str(choice),
+            "job": "selected",
+        },
+    )
+    assert plan.selection == ({"question": "2+2?", "choices": ("3", "4"), "answer": 1},)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         if plan["kind"] == "choice":
             result: list[Any] = [
-                _pick(model, tokenizer, item["question"], item["choices"], device)
+                pick(model, tokenizer, item["question"], item["choices"], device)
                 for item in plan["items"]
             ]
         else:
@@ -44,7 +44,7 @@ def _prompt(tokenizer: Any, question: str) -> str:
     return f"Question: {question}\nAnswer: "
 
 
-def _pick(
+def pick(
     model: Any, tokenizer: Any, question: str, choices: list[str], device: Any
 ) -> dict[str, Any]:
     import torch  # noqa: PLC0415

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
+from bootlab.evaluate.worker import pick
 from bootlab.train import tokens
 from bootlab.train.batching import MicroBatch, epoch_order, micro_batches, split
 from bootlab.train.checkpoint import FORMAT, STATE, Checkpoints, write_json
@@ -289,6 +290,7 @@ class Trainer:
         about to be written will hold."""
         phase = self.plan.phases[index].name
         held_loss = self.evaluate(model, held)
+        score = self.benchmark(model)
         target = self.checkpoints.candidate(phase, epoch)
         candidates = state["candidates"].setdefault(phase, [])
         candidates[:] = [c for c in candidates if c["epoch"] != epoch]
@@ -300,6 +302,7 @@ class Trainer:
                 # Without held-out samples, the training loss is all there is to compare.
                 "loss": held_loss if held_loss is not None else last_loss,
                 "metric": "held_out_loss" if held_loss is not None else "train_loss",
+                **({"score": score, "metric": "benchmark_accuracy"} if score is not None else {}),
             }
         )
         self.events.emit(
@@ -307,14 +310,34 @@ class Trainer:
             phase=phase,
             epoch=epoch,
             loss=candidates[-1]["loss"],
+            score=score,
             metric=candidates[-1]["metric"],
             path=str(target),
         )
         return target
 
     def _best(self, index: int, state: dict[str, Any]) -> dict[str, Any]:
+        """The highest benchmark score when the job has one, else the lowest loss; the later
+        epoch on a tie."""
         candidates = state["candidates"][self.plan.phases[index].name]
+        if all("score" in c for c in candidates):
+            return dict(max(candidates, key=lambda c: (c["score"], c["epoch"])))
         return dict(min(candidates, key=lambda c: (c["loss"], -c["epoch"])))
+
+    def benchmark(self, model: Any) -> float | None:
+        """Accuracy on the job's multiple-choice benchmark (train.select_with), if any."""
+        if not self.plan.selection:
+            return None
+        model.eval()
+        with torch.no_grad(), self._autocast():
+            picks = [
+                pick(model, self.tokenizer, item["question"], item["choices"], self.device)
+                for item in self.plan.selection
+            ]
+        model.train()
+        answers = [item["answer"] for item in self.plan.selection]
+        correct = sum(p["pick"] == answer for p, answer in zip(picks, answers, strict=True))
+        return float(correct) / len(answers)
 
     def _save_resume(
         self,

@@ -49,6 +49,8 @@ class Plan:
     zero_stage: int | str = "auto"
     offload: str = "auto"
     lora: LoRAPlan | None = None
+    # Multiple-choice items ({question, choices, answer}) that pick each phase's best epoch.
+    selection: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -58,6 +60,7 @@ class Plan:
     def from_json(cls, text: str) -> Plan:
         document = json.loads(text)
         document["phases"] = tuple(PhasePlan(**phase) for phase in document["phases"])
+        document["selection"] = tuple(document.get("selection") or ())
         if document.get("lora"):
             lora = document["lora"]
             document["lora"] = LoRAPlan(**{**lora, "target_modules": tuple(lora["target_modules"])})

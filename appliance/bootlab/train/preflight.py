@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from bootlab import datasets, files, text
@@ -102,8 +103,25 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
         zero_stage=zero.stage if zero else _cpu_stage(train, processes),
         offload="cpu" if (zero.offload if zero else train.offload == "cpu") else "none",
         lora=LoRAPlan(**train.lora.model_dump()) if train.lora else None,
+        selection=_selection(train),
     )
     return python, job_plan
+
+
+def _selection(train: Train) -> tuple[dict[str, object], ...]:
+    if train.select_with is None:
+        return ()
+    from bootlab.evaluate import tasks  # noqa: PLC0415
+
+    kind, items = tasks.load(Path(train.select_with))
+    if kind != "choice":
+        raise die(
+            f"train.select_with: {train.select_with} holds judged questions; selecting "
+            "epochs needs multiple choice (scored without a judge)",
+            hint="give a multiple-choice benchmark, or remove train.select_with",
+            exit_code=EX_CONFIG,
+        )
+    return tuple(asdict(item) for item in items)
 
 
 def _dataset(paths: Paths, name: str, where: str) -> datasets.Dataset:
