@@ -731,7 +731,12 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
             judge = Teacher(served["endpoint"], served["model"])
     results = []
     for name in [args.name, *([args.against] if args.against else [])]:
-        model = workloads.store_model(settings, paths, name, "the model", "evaluate")
+        # A name from the store, or a directory such as a training checkpoint's candidate.
+        model = (
+            Path(name)
+            if os.path.isabs(name) and Path(name, "config.json").is_file()
+            else workloads.store_model(settings, paths, name, "the model", "evaluate")
+        )
         results.append(
             run.evaluate(
                 python,
@@ -805,7 +810,7 @@ def _add_model_commands(commands: Any) -> None:
         "Score a model (or compare two) on a benchmark file or a taxonomy's questions",
         json_output=True,
     )
-    evaluate.add_argument("name", help="a model from the store")
+    evaluate.add_argument("name", help="a model from the store, or a checkpoint's directory")
     evaluate.add_argument("--against", metavar="MODEL", help="compare with this model")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--tasks", metavar="FILE", help="a benchmark JSONL file")

@@ -99,18 +99,7 @@ def train_two_phases(paths: Paths, select_with: Path) -> None:
         "  max_seq_len: 256\n  max_batch_len: 1024\n"
         f"  select_with: {select_with}\n"
     )
-    trained = subprocess.run(
-        [sys.executable, "-m", "bootlab.cli", "train", "run"],
-        env={
-            **os.environ,
-            "BOOTLAB_ROOT": str(paths.root),
-            "PYTHONPATH": str(REPO_ROOT / "appliance"),
-        },
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
+    trained = bootlab(paths, "train", "run")
     assert trained.returncode == 0, trained.stderr[-3000:]
 
 
@@ -151,6 +140,23 @@ def test_taxonomy_to_data_to_training_to_evaluation(tmp_path: Path) -> None:
         result = json.loads((paths.state / "checkpoints/tiny-lab/result.json").read_text())
         best = result["best"]["knowledge"]
         assert best["metric"] == "benchmark_accuracy"
+        # Checkpoints against each other: the first epoch's candidate and the best one.
+        first_epoch = paths.state / "checkpoints/tiny-lab/candidates/knowledge-e1"
+        branch = bootlab(
+            paths,
+            "model",
+            "evaluate",
+            str(first_epoch),
+            "--against",
+            best["path"],
+            "--tasks",
+            str(select),
+            "--json",
+        )
+        assert branch.returncode == 0, branch.stderr[-3000:]
+        early, chosen = json.loads(branch.stdout)
+        assert chosen["score"] == pytest.approx(best["score"])
+        assert chosen["score"] >= early["score"]
         compared = bootlab(
             paths,
             "model",

@@ -375,12 +375,15 @@ class Trainer:
         self.events.emit("checkpoint", path=str(target), phase=index, step=state["step"])
 
     def _save_model(self, model: Any, into: Path, weights: dict[str, Any] | None) -> None:
-        """The weights (adapters, for LoRA) as a model directory; `weights` gathered from
-        the ranks when there are several."""
+        """The weights (adapters, for LoRA) as a model directory, with the tokenizer, so a
+        checkpoint loads, evaluates and serves like any model; `weights` gathered from the
+        ranks when there are several."""
         if weights is None:
             model.save_pretrained(into, safe_serialization=True)
         else:
             model.save_pretrained(into, state_dict=weights, safe_serialization=True)
+        if self.plan.lora is None:
+            self.tokenizer.save_pretrained(into)
 
     def _save_final(self, best: dict[str, Any]) -> None:
         """Rank 0 alone, on CPU: the best candidate, merged when it holds adapters, in the
@@ -392,8 +395,7 @@ class Trainer:
         if self.plan.lora is None and dtype == torch.float32:  # candidates are fp32
 
             def link(into: Path) -> None:
-                _link_tree(Path(best["path"]), into)
-                self.tokenizer.save_pretrained(into)
+                _link_tree(Path(best["path"]), into)  # the tokenizer is in it
 
             self.checkpoints.save(self.checkpoints.final, link)
             return
