@@ -18,7 +18,8 @@ def git(*args: str, cwd: Path) -> str:
     return done.stdout.strip()
 
 
-def taxonomy_with_documents(root: Path) -> Path:
+def taxonomy_with_documents(root: Path, rules: int = 20) -> Path:
+    """The taxonomy under `root`; its document holds `rules` paragraphs."""
     from bootlab.taxonomy.init import KNOWLEDGE_LEAF, init
 
     docs = root / "policies"
@@ -28,7 +29,7 @@ def taxonomy_with_documents(root: Path) -> Path:
         "# Travel expenses\n\n"
         + "\n\n".join(
             f"Rule {i}: employees file receipts for category {i} within {i + 10} days."
-            for i in range(20)
+            for i in range(rules)
         )
     )
     git("add", ".", cwd=docs)

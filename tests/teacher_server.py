@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class Behaviour:
     status: int = 503
     garbage: bool = False
     unauthorized: bool = False
+    delay_s: float = 0.0  # a slower teacher, to catch a run half-way
     requests: list[dict[str, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,6 +63,7 @@ def teacher_server(behaviour: Behaviour | None = None) -> Iterator[TeacherServer
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            time.sleep(state.delay_s)
             with state.lock:
                 state.requests.append(body)
                 failing = len(state.requests) <= state.fail_first

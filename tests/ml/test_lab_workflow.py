@@ -1,5 +1,5 @@
-"""The RHEL AI workflow end to end on CPU: a taxonomy, synthetic data from a teacher (a run
-stopped half-way and continued, ending with the full set and no duplicates), two-phase
+"""The RHEL AI workflow end to end on CPU: a taxonomy, synthetic data from a teacher (a
+daemon job killed half-way and run again, ending with the full set and no duplicates), two-phase
 training on it (knowledge, then skills), then evaluation of the base and the trained model
 on the generated knowledge: the trained model must do better. The teacher and judge is a
 local server in the real OpenAI format (the tiny model does not follow instructions)."""
@@ -11,21 +11,21 @@ import os
 import random
 import subprocess
 import sys
-import threading
-from dataclasses import dataclass, field
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
-from bootlab import datasets, taxonomy
+from appliance_daemon import running_daemon
+from bootlab import taxonomy
 from bootlab.paths import Paths
-from bootlab.sdg.generate import Settings, check, generate, tasks
+from bootlab.sdg.generate import Settings, tasks
 from bootlab.sdg.sources import from_taxonomy
-from bootlab.sdg.teacher import Teacher
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
 from bootlab.store.sources import local
 from taxonomy_data import taxonomy_with_documents
-from teacher_server import teacher_server
+from teacher_server import Behaviour, TeacherServer, teacher_server
 from tiny_model import ML_VENV, tiny_model
 
 pytestmark = pytest.mark.ml
@@ -47,21 +47,8 @@ def bootlab(paths: Paths, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@dataclass
-class StopHalfWay(Progress):
-    """Progress that asks the run to stop once it is `at` tasks in."""
-
-    at: int = 0
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def add(self, count: int, *, fetched: bool) -> None:
-        super().add(count, fetched=fetched)
-        if self.done >= self.at:
-            self.stopping.set()
-
-
-def appliance(tmp_path: Path) -> Paths:
-    paths = Paths(tmp_path / "root")
+def appliance(root: Path) -> Paths:
+    paths = Paths(root)
     paths.ml_venv.parent.mkdir(parents=True)
     paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
     hf, _ = tiny_model()
@@ -69,20 +56,68 @@ def appliance(tmp_path: Path) -> Paths:
     return paths
 
 
-def generate_stopped_and_continued(tree: Path, run_dir: Path, teacher_url: str) -> Path:
-    """Generation stopped half-way, then run again: the rest only, then the whole set."""
-    settings = Settings(rounds=4, pairs_per_request=3, concurrency=4, teacher_context=256)
-    leaves = from_taxonomy(taxonomy.leaves(tree), run_dir / "documents")
-    planned = tasks(leaves, settings)
-    progress = StopHalfWay(at=len(planned) // 2)
-    teacher = Teacher(teacher_url, "teacher")
-    generate(leaves, teacher, run_dir, settings, progress=progress, stopping=progress.stopping)
-    finished = len((run_dir / "progress.jsonl").read_text().splitlines())
-    assert 0 < finished < len(planned), "the run was not stopped half-way"
-    outcome = generate(leaves, teacher, run_dir, settings)
-    check(outcome, run_dir)
-    assert len((run_dir / "progress.jsonl").read_text().splitlines()) == len(planned)
-    assert outcome.knowledge is not None and outcome.skills is not None
+def generate_killed_and_continued(tree: Path, root: Path, teacher: TeacherServer) -> Path:
+    """`bootlab data generate` as a daemon job; the daemon killed (SIGKILL) half-way and
+    started again; the same command again: the rest only, then the whole set."""
+    rounds = 8
+    leaves = from_taxonomy(taxonomy.leaves(tree), root / "scratch-documents")
+    planned = len(
+        tasks(leaves, Settings(rounds=rounds, teacher_context=Settings().teacher_context))
+    )
+    run_dir = root / "var/lib/bootlab/sdg/lab"
+    command = (
+        "data",
+        "generate",
+        str(tree),
+        "--name",
+        "lab",
+        "--all",
+        "--endpoint",
+        teacher.url,
+        "--model",
+        "teacher",
+        "--rounds",
+        str(rounds),
+        "--concurrency",
+        "4",
+        "--json",
+    )
+    with running_daemon(root=root) as daemon:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "bootlab.cli", *command, "-q"],
+            env={**daemon.env(), "PYTHONPATH": str(REPO_ROOT / "appliance")},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        progress = run_dir / "progress.jsonl"
+        while time.monotonic() < deadline:
+            done = progress.read_text().count("\n") if progress.exists() else 0
+            if done >= planned // 2:
+                break
+            time.sleep(0.01)
+        daemon.process.kill()
+        daemon.process.wait()
+        client.wait(60)
+    finished = len(progress.read_text().splitlines())
+    assert 0 < finished < planned, "the run was not killed half-way"
+    asked = len(teacher.behaviour.requests)
+    with running_daemon(root=root) as daemon:
+        made = subprocess.run(
+            [sys.executable, "-m", "bootlab.cli", *command],
+            env={**daemon.env(), "PYTHONPATH": str(REPO_ROOT / "appliance")},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+    assert made.returncode == 0, made.stderr[-3000:]
+    names = sorted(d["name"] for d in json.loads(made.stdout))
+    assert names == ["lab-knowledge", "lab-skills"]
+    # Only what had not finished was asked again (what was in flight at the kill, too).
+    again = len(teacher.behaviour.requests) - asked
+    assert planned - finished <= again <= planned - finished + 4
+    assert len(progress.read_text().splitlines()) == planned
     return run_dir
 
 
@@ -120,17 +155,20 @@ def choice_benchmark(knowledge: list[dict[str, object]], target: Path) -> Path:
 
 
 def test_taxonomy_to_data_to_training_to_evaluation(tmp_path: Path) -> None:
-    paths = appliance(tmp_path)
-    tree = taxonomy_with_documents(tmp_path)
-    with teacher_server() as teacher:
-        run_dir = generate_stopped_and_continued(tree, tmp_path / "sdg", teacher.url)
+    with tempfile.TemporaryDirectory(prefix="bl-", dir="/tmp") as short:  # socket path limit
+        run_workflow(Path(short), tmp_path)
+
+
+def run_workflow(root: Path, tmp_path: Path) -> None:
+    paths = appliance(root)
+    tree = taxonomy_with_documents(tmp_path, rules=200)  # chunks enough for ~100 pairs
+    with teacher_server(Behaviour(delay_s=0.05)) as teacher:
+        run_dir = generate_killed_and_continued(tree, root, teacher)
         knowledge = [
             json.loads(line) for line in (run_dir / "knowledge.jsonl").read_text().splitlines()
         ]
         questions = [s["messages"][1]["content"] for s in knowledge]
         assert len(questions) == len(set(questions))  # no duplicates across the two runs
-        datasets.import_file(paths.state, run_dir / "knowledge.jsonl", "lab-knowledge")
-        datasets.import_file(paths.state, run_dir / "skills.jsonl", "lab-skills")
         bench = choice_benchmark(knowledge, tmp_path / "bench.jsonl")
         # A few of its items pick the epochs (each epoch is scored on them: keep it short).
         select = tmp_path / "select.jsonl"
