@@ -265,6 +265,7 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
             [
                 ["job:", f"{training['job']} ({training['state']})"],
                 ["phases:", ", ".join(training["phases"])],
+                ["running on:", training.get("device") or "-"],
                 ["progress:", _training_line(progress) if progress else "-"],
                 ["result:", f"model {training['output']}"],
             ]

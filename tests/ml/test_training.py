@@ -25,6 +25,7 @@ from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
 from bootlab.store.sources import local
+from bootlab.sysinfo import probe
 from tiny_model import ML_VENV, tiny_model
 from train_data import write
 
@@ -154,6 +155,9 @@ def test_two_phases_then_kill_and_resume_to_the_same_losses(
     reference = start(JOB.format(job="whole", every=CHECKPOINT_EVERY))
     code, errors = reference.finish()
     assert code == 0, errors
+    gpus = probe(appliance.root).gpus  # what preflight sees: the job runs on the first GPU
+    where = f"1 x {gpus[0].name}, bf16 autocast" if gpus else "CPU (1 process), fp32"
+    assert f"data checked ([64, 64] samples), starting on {where}" in errors
     whole = losses(result(appliance, "whole")["history"])
     for phase in (0, 1):
         curve = [loss for p, _, loss in whole if p == phase]
@@ -356,7 +360,8 @@ def test_two_processes_shard_the_model_and_resume_after_a_kill(
 ) -> None:
     """torchrun with two ranks on CPU (gloo), the model sharded with FSDP: the path GPUs take,
     one process a GPU. Rank 0 reports and writes; a kill and a restart resume."""
-    job = JOB.format(job="ranks", every=CHECKPOINT_EVERY) + "  processes: 2\n"
+    # gpus: 0 keeps it on CPU ranks where there is a GPU too (on GPUs it is one rank a GPU).
+    job = JOB.format(job="ranks", every=CHECKPOINT_EVERY) + "  processes: 2\n  gpus: 0\n"
     first = train(job)
     killed_at = 0
     deadline = time.monotonic() + 600
@@ -372,6 +377,7 @@ def test_two_processes_shard_the_model_and_resume_after_a_kill(
     again = train(job)
     code, errors = again.finish()
     assert code == 0, errors
+    assert "on CPU (2 processes), fp32" in errors
     ready = next(m for m in again.messages if "READY=1" in m)
     resumed = int(ready.split("resuming at phase 1 step ")[1].split()[0])
     assert killed_at - CHECKPOINT_EVERY <= resumed <= killed_at, (killed_at, ready)

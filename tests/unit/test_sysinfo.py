@@ -81,6 +81,17 @@ RECORDED: dict[str, Expected] = {
         first_uuid="GPU-9a9a6c50-2a47-2f51-a902-b82c3b127e94",
         profile="Nvidia 1x A10G",
     ),
+    # Recorded by bootlab itself on a lent H200 (nvidia-smi of driver 580, DTD v13).
+    "nvidia-smi-q-x.1xH200.xml": Expected(
+        parse_nvidia_smi_xml,
+        gpu_count=1,
+        name="NVIDIA H200",
+        model="H200",
+        memory_mib=143771,
+        driver="580.159.04",
+        first_uuid="GPU-1de9163e-f184-1fe2-fbb2-627d7c2e8790",
+        profile="Nvidia 1x H200",
+    ),
     # MIG enabled: the two mig_device slices say 19968 MiB each; the GPU has 40960 MiB.
     "nvidia-smi-q-x.1xA100-SXM4-40GB-MIG.xml": Expected(
         parse_nvidia_smi_xml,

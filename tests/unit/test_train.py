@@ -5,6 +5,7 @@ order, and every preflight refusal, each with its message."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from bootlab.train import estimate, preflight
 from bootlab.train.batching import epoch_order, micro_batches, split
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
+from bootlab.train.supervise import worker_env
 from bootlab.train.tokens import IGNORE, sample
 from train_data import write
 
@@ -326,6 +328,22 @@ def test_preflight_plans_zero_for_the_gpus_it_has(appliance: Paths) -> None:
             system,
         )
     assert "one process a GPU" in raised.value.message
+    assert "train.gpus: 0" in (raised.value.hint or "")
+
+
+def test_a_cpu_job_on_a_gpu_machine_hides_the_gpus_from_its_workers(appliance: Paths) -> None:
+    """Seen on an H200: two CPU ranks, and FSDP put rank 1 on CUDA device 1, which is not
+    there. gpus: 0 means no GPU for any rank."""
+    gpu = Gpu(vendor="nvidia", index=0, name="NVIDIA H200", model="H200", memory_mib=143771)
+    system = cpu_only(appliance).model_copy(update={"gpus": (gpu,)})
+    job = {"model": "tiny", "data": "knowledge", "max_seq_len": 512, "job": "cpu-ranks"}
+    on_cpu = plan_for(appliance, {**job, "gpus": 0, "processes": 2}, system)
+    assert (on_cpu.gpus, on_cpu.processes) == (0, 2)
+    assert worker_env(on_cpu, "/run/events")["CUDA_VISIBLE_DEVICES"] == ""
+    on_gpu = plan_for(appliance, {**job, "job": "gpu"}, system)
+    assert on_gpu.gpus == 1
+    inherited = os.environ.get("CUDA_VISIBLE_DEVICES")  # an admin's choice stays
+    assert worker_env(on_gpu, "/run/events").get("CUDA_VISIBLE_DEVICES") == inherited
 
 
 def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> None:

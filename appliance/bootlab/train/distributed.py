@@ -22,6 +22,7 @@ class Ranks:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device_type = "cpu"
 
     @property
     def main(self) -> bool:
@@ -34,6 +35,7 @@ class Ranks:
     def start(self, device: torch.device) -> None:
         if not self.several:
             return
+        self.device_type = device.type
         backend = "nccl" if device.type == "cuda" else "gloo"
         # Checkpoints of a large model take a while on rank 0 while the others wait.
         dist.init_process_group(backend, timeout=timedelta(minutes=60))
@@ -74,11 +76,15 @@ class Ranks:
     def shard(self, model: Any, *, stage: int, offload: bool) -> Any:
         if not self.several:
             return model
+        from torch.distributed.device_mesh import init_device_mesh  # noqa: PLC0415
         from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard  # noqa: PLC0415
 
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         layer_classes = set(getattr(base, "_no_split_modules", None) or [])
-        options: dict[str, Any] = {"reshard_after_forward": stage >= 3}
+        # The mesh is on the device the job trains on: fully_shard's default takes CUDA
+        # whenever torch sees a GPU, also for ranks training on CPU.
+        mesh = init_device_mesh(self.device_type, (self.world,))
+        options: dict[str, Any] = {"reshard_after_forward": stage >= 3, "mesh": mesh}
         if offload:
             options["offload_policy"] = CPUOffloadPolicy()
         for module in model.modules():

@@ -90,6 +90,21 @@ def _autocast_dtype(plan: Plan, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def describe_device(device: torch.device, autocast: torch.dtype | None, world: int) -> str:
+    """Where the job runs, for the log: "is it on my GPUs?" is an admin's first question."""
+    precision = "bf16 autocast" if autocast == torch.bfloat16 else "fp32"
+    if device.type == "cuda":
+        return f"{world} x {torch.cuda.get_device_name(device)}, {precision}"
+    return f"CPU ({world} process{'es' if world > 1 else ''}), {precision}"
+
+
+def peak_gpu_mib(device: torch.device) -> int | None:
+    """This rank's peak GPU memory so far (tensors, not the allocator's cache)."""
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.max_memory_allocated(device)) // 2**20
+
+
 class Trainer:
     def __init__(self, plan: Plan, events: Events, stopping: threading.Event) -> None:
         self.plan = plan
@@ -144,6 +159,7 @@ class Trainer:
             resumed={"phase": state["phase"], "step": state["step"]} if latest else None,
             phases=[phase.name for phase in self.plan.phases],
             samples=[len(data) for data in self.data],
+            device=describe_device(self.device, self.autocast, self.ranks.world),
         )
         for index in range(state["phase"], len(self.plan.phases)):
             self._phase(index, state, resume_dir if index == state["phase"] else None)
@@ -313,6 +329,7 @@ class Trainer:
             score=score,
             metric=candidates[-1]["metric"],
             path=str(target),
+            peak_gpu_mib=peak_gpu_mib(self.device),
         )
         return target
 

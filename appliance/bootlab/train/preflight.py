@@ -156,7 +156,7 @@ def _processes(train: Train, gpus: int) -> int:
         raise die(
             f"train.processes is {train.processes} for {gpus} GPU(s): on GPUs it is one "
             "process a GPU",
-            hint="set train.processes: auto (or train.gpus to the GPUs to use)",
+            hint="set train.processes: auto, or train.gpus: 0 to train in CPU processes",
             exit_code=EX_CONFIG,
         )
     return train.processes

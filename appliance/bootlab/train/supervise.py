@@ -54,6 +54,21 @@ def worker_argv(python: str, plan_path: Path, processes: int) -> list[str]:
     ]
 
 
+def worker_env(plan: Plan, events: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        ENV: events,
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "warning",
+        "HF_HUB_OFFLINE": "1",
+    }
+    if plan.gpus == 0:
+        # A CPU job on a machine with GPUs must not touch them: torch would otherwise give
+        # FSDP's device mesh CUDA, one GPU a rank, whatever the job asked for.
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
 def supervise(
     python: str, plan: Plan, plan_path: Path, *, config: Config, paths: Paths, lock: int
 ) -> int:
@@ -63,16 +78,11 @@ def supervise(
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     journal.notify(f"STATUS=checking the data of job {plan.job}")
     receiver = Receiver(str(paths.runtime / "train.events"))
-    env = {
-        **os.environ,
-        ENV: receiver.path,
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "TRANSFORMERS_VERBOSITY": "warning",
-        "HF_HUB_OFFLINE": "1",
-    }
     relay = Relay(plan, paths)
     relay.write("starting")  # not the last job's progress
-    child = subprocess.Popen(worker_argv(python, plan_path, plan.processes), env=env)
+    child = subprocess.Popen(
+        worker_argv(python, plan_path, plan.processes), env=worker_env(plan, receiver.path)
+    )
     forwarded = False
     try:
         while child.poll() is None:
@@ -135,6 +145,7 @@ class Relay:
         self.error: dict[str, Any] | None = None
         self.done: dict[str, Any] | None = None
         self.last: dict[str, Any] = {}
+        self.device: str | None = None  # where the worker runs, once it says
         self.started = time.time()
         self._status_at = 0.0
 
@@ -148,8 +159,13 @@ class Relay:
                 else "starting"
             )
             log.info(
-                "job %s: data checked (%s samples), %s", self.plan.job, event.get("samples"), where
+                "job %s: data checked (%s samples), %s on %s",
+                self.plan.job,
+                event.get("samples"),
+                where,
+                event.get("device"),
             )
+            self.device = event.get("device")
             journal.notify(f"READY=1\nSTATUS=job {self.plan.job}: {where}")
             self.write("running")
         elif kind == "step":
@@ -162,12 +178,14 @@ class Relay:
                 journal.notify(f"STATUS={status}")
                 log.info(status, extra=_fields(event))
         elif kind == "eval":
+            peak = event.get("peak_gpu_mib")
             log.info(
-                "phase %s epoch %s: %s %.4f",
+                "phase %s epoch %s: %s %.4f%s",
                 event["phase"],
                 event["epoch"],
                 event["metric"],
                 event["loss"],
+                f", peak GPU memory {peak} MiB" if peak is not None else "",
             )
         elif kind == "checkpoint":
             log.info("checkpoint %s", event["path"])
@@ -183,6 +201,7 @@ class Relay:
             "state": phase,
             "output": self.plan.output,
             "phases": [p.name for p in self.plan.phases],
+            "device": self.device,
             "started": self.started,
             "progress": {k: v for k, v in self.last.items() if k != "event"},
         }
