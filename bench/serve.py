@@ -62,11 +62,9 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
 
 from bootlab.paths import Paths  # noqa: E402
 from bootlab.serve.backends import gguf_file  # noqa: E402
-from bootlab.store.fetch import Progress  # noqa: E402
 from bootlab.store.layout import model_store  # noqa: E402
-from bootlab.store.sources import local  # noqa: E402
 from bootlab.sysinfo import probe  # noqa: E402
-from tiny_model import ML_VENV, tiny_model  # noqa: E402
+from tiny_model import appliance_with_tiny_model  # noqa: E402
 
 ROUNDS, PAIRS = 6, 6  # even numbers: each side starts first, and bursts first, as often
 REQUESTS, CONCURRENCY, TOKENS = 24, 4, 64
@@ -363,14 +361,13 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
-    hf, gguf = tiny_model()
     with tempfile.TemporaryDirectory(prefix="bootlab-serve-") as scratch:
-        paths = Paths(Path(scratch))
-        paths.ml_venv.parent.mkdir(parents=True)
-        paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
-        paths.config_file.parent.mkdir(parents=True)
+        # One model, "tiny", in the form the backend serves.
+        vllm = args.backend == "vllm"
+        paths = appliance_with_tiny_model(
+            Path(scratch), hf_as="tiny" if vllm else None, gguf_as=None if vllm else "tiny"
+        )
         store = model_store(paths)
-        local.pull(str(hf if args.backend == "vllm" else gguf), "tiny", store, progress=Progress())
         gpus = probe(Path(scratch)).gpus  # what bootlab's preflight sees too
         # The bare server runs the very command bootlab runs: the ML venv's interpreter by
         # the appliance's path, the store's model directory. vLLM's compile caches key on

@@ -33,10 +33,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
 
 from bootlab import datasets  # noqa: E402
 from bootlab.paths import Paths  # noqa: E402
-from bootlab.store.fetch import Progress  # noqa: E402
-from bootlab.store.layout import model_store  # noqa: E402
-from bootlab.store.sources import local  # noqa: E402
-from tiny_model import ML_VENV, tiny_model  # noqa: E402
+from tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model  # noqa: E402
 from train_data import write  # noqa: E402
 
 ROUNDS = 3
@@ -179,11 +176,7 @@ def main() -> None:
     hf, _ = tiny_model()
     with tempfile.TemporaryDirectory(prefix="bootlab-train-") as tmp:
         scratch = Path(tmp)
-        paths = Paths(scratch / "root")
-        paths.ml_venv.parent.mkdir(parents=True)
-        paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
-        paths.config_file.parent.mkdir(parents=True)
-        local.pull(str(hf), "tiny", model_store(paths), progress=Progress())
+        paths = appliance_with_tiny_model(scratch / "root")
         data = write(scratch / "bench.jsonl", "knowledge", SAMPLES // 2)
         with data.open("a") as more:  # both kinds of sample: lengths vary within a batch
             more.write((write(scratch / "s.jsonl", "skills", SAMPLES // 2)).read_text())

@@ -12,6 +12,10 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bootlab.paths import Paths
 
 CACHE = Path(os.environ.get("BOOTLAB_CACHE", Path.home() / ".cache" / "bootlab"))
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist carries convert_hf_to_gguf.py and gguf-py
@@ -58,6 +62,27 @@ LlamaForCausalLM(config).save_pretrained(hf, safe_serialization=True)
 for name in ("corpus.txt", "tok.vocab"):
     (out / name).unlink()
 """
+
+
+def appliance_with_tiny_model(
+    root: Path, hf_as: str | None = "tiny", gguf_as: str | None = None
+) -> Paths:
+    """An appliance root (what BOOTLAB_ROOT points at) whose ML venv is the tests' and whose
+    store holds the tiny model under these names: the Hugging Face directory, the GGUF."""
+    from bootlab.paths import Paths
+    from bootlab.store.fetch import Progress
+    from bootlab.store.layout import model_store
+    from bootlab.store.sources import local
+
+    paths = Paths(root)
+    paths.ml_venv.parent.mkdir(parents=True)
+    paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
+    paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    hf, gguf = tiny_model()
+    for source, name in ((hf, hf_as), (gguf, gguf_as)):
+        if name is not None:
+            local.pull(str(source), name, model_store(paths), progress=Progress())
+    return paths
 
 
 def _python() -> str:

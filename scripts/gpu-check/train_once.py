@@ -18,11 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]  # scripts/gpu-check/ -> the checkout
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
 
 from bootlab import datasets  # noqa: E402
-from bootlab.paths import Paths  # noqa: E402
-from bootlab.store.fetch import Progress  # noqa: E402
 from bootlab.store.layout import model_store  # noqa: E402
-from bootlab.store.sources import local  # noqa: E402
-from tiny_model import ML_VENV, tiny_model  # noqa: E402
+from tiny_model import appliance_with_tiny_model  # noqa: E402
 from train_data import write  # noqa: E402
 
 JOB = """\
@@ -52,11 +49,7 @@ def listen(receiver: socket.socket, messages: list[str]) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        paths = Paths(root / "root")
-        paths.ml_venv.parent.mkdir(parents=True)
-        paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
-        hf, _ = tiny_model()
-        local.pull(str(hf), "tiny", model_store(paths), progress=Progress())
+        paths = appliance_with_tiny_model(root / "root")
         for kind in ("knowledge", "skills"):
             datasets.import_file(paths.state, write(root / f"{kind}.jsonl", kind, 512), kind)
         paths.config_file.parent.mkdir(parents=True, exist_ok=True)

@@ -21,12 +21,9 @@ from bootlab import taxonomy
 from bootlab.paths import Paths
 from bootlab.sdg.generate import Settings, tasks
 from bootlab.sdg.sources import from_taxonomy
-from bootlab.store.fetch import Progress
-from bootlab.store.layout import model_store
-from bootlab.store.sources import local
 from taxonomy_data import taxonomy_with_documents
 from teacher_server import Behaviour, TeacherServer, teacher_server
-from tiny_model import ML_VENV, tiny_model
+from tiny_model import appliance_with_tiny_model
 
 pytestmark = pytest.mark.ml
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +45,7 @@ def bootlab(paths: Paths, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def appliance(root: Path) -> Paths:
-    paths = Paths(root)
-    paths.ml_venv.parent.mkdir(parents=True)
-    paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
-    hf, _ = tiny_model()
-    local.pull(str(hf), "tiny", model_store(paths), progress=Progress())
-    return paths
+    return appliance_with_tiny_model(root)
 
 
 def generate_killed_and_continued(tree: Path, root: Path, teacher: TeacherServer) -> Path:

