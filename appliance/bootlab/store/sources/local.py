@@ -11,6 +11,14 @@ from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store
 
 
+def _in_private_tmp(path: Path) -> bool:
+    """A path under /tmp or /var/tmp, asked of a process that systemd started (bootlabd):
+    the user's file is there, but in another mount namespace than ours."""
+    under_systemd = bool(os.environ.get("INVOCATION_ID"))
+    private = ("/tmp", "/var/tmp")  # noqa: S108 - compared with, never written to
+    return under_systemd and any(path.is_relative_to(tmp) for tmp in private)
+
+
 def pull(
     text: str, name: str, store: Store, *, progress: Progress, move: bool = False
 ) -> ModelRecord:
@@ -24,6 +32,14 @@ def pull(
             exit_code=2,
         )
     if not source.exists():
+        if _in_private_tmp(source):
+            raise die(
+                f"bootlab cannot see {source}: its services have a /tmp and /var/tmp of their "
+                "own (systemd's PrivateTmp=)",
+                hint="move the model out of /tmp, e.g. into your home directory or "
+                "/var/lib/bootlab, and pull it from there",
+                exit_code=2,
+            )
         raise die(
             f"'{text}' is neither a model reference nor a path that exists",
             hint="use docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV], or a "
