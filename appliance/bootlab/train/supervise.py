@@ -158,14 +158,17 @@ class Relay:
                 if resumed
                 else "starting"
             )
-            log.info(
-                "job %s: data checked (%s samples), %s on %s",
-                self.plan.job,
-                event.get("samples"),
-                where,
-                event.get("device"),
-            )
             self.device = event.get("device")
+            if event.get("finished"):  # its result is on disk: nothing was checked or run
+                log.info("job %s had already finished", self.plan.job)
+            else:
+                log.info(
+                    "job %s: data checked (%s samples), %s on %s",
+                    self.plan.job,
+                    event.get("samples"),
+                    where,
+                    self.device,
+                )
             journal.notify(f"READY=1\nSTATUS=job {self.plan.job}: {where}")
             self.write("running")
         elif kind == "step":
