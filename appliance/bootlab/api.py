@@ -45,6 +45,9 @@ class TrainingState(_Body):
     state: Literal["starting", "running", "stopped", "done"]
     output: str = Field(description="The model's name in the store once done.")
     phases: list[str]
+    device: str | None = Field(
+        None, description="Where it runs: '1 x NVIDIA H200, bf16 autocast' or 'CPU (1 process)'."
+    )
     started: float
     progress: TrainingProgress | None = None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from bootlab import config, datasets, services
+from bootlab.api import TrainingState
 from bootlab.errors import BootlabError
 from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
@@ -20,7 +21,7 @@ from bootlab.train import estimate, preflight
 from bootlab.train.batching import epoch_order, micro_batches, split
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
-from bootlab.train.supervise import worker_env
+from bootlab.train.supervise import Relay, state_file, worker_env
 from bootlab.train.tokens import IGNORE, sample
 from train_data import write
 
@@ -344,6 +345,25 @@ def test_a_cpu_job_on_a_gpu_machine_hides_the_gpus_from_its_workers(appliance: P
     assert on_gpu.gpus == 1
     inherited = os.environ.get("CUDA_VISIBLE_DEVICES")  # an admin's choice stays
     assert worker_env(on_gpu, "/run/events").get("CUDA_VISIBLE_DEVICES") == inherited
+
+
+def test_the_status_file_is_what_the_daemon_reads(appliance: Paths) -> None:
+    """The API refuses unknown keys: a key the supervisor adds to its status file and the
+    API lacks makes `bootlab train status` show no training at all (it did, once)."""
+    plan = plan_for(appliance, {"model": "tiny", "data": "knowledge", "max_seq_len": 512})
+    relay = Relay(plan, appliance)
+    where = "CPU (1 process), fp32"
+    relay.handle({"event": "ready", "job": plan.job, "resumed": None, "samples": [40]})
+    relay.handle({"event": "ready", "job": plan.job, "samples": [40], "device": where})
+    step = {
+        "phase": "train", "phase_index": 0, "phases": 1, "epoch": 1, "step": 3, "steps": 9,
+        "loss": 2.5, "learning_rate": 1e-4, "tokens": 999, "tokens_per_s": 500.0,
+        "step_s": 0.5, "eta_s": 3.0,
+    }  # fmt: skip
+    relay.handle({"event": "step", **step})
+    state = TrainingState.model_validate_json(state_file(appliance).read_bytes())
+    assert (state.job, state.state, state.device) == (plan.job, "running", where)
+    assert state.progress is not None and state.progress.step == 3
 
 
 def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> None:
