@@ -18,6 +18,20 @@ for entry in (REPO_ROOT / "appliance", REPO_ROOT):
         sys.path.insert(0, str(entry))
 
 
+TIERS = frozenset({"unit", "integration", "system", "ml"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects what it does not match
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to a tier: CI selects by tier, so one without would never run."""
+    untiered = [item.nodeid for item in items if not TIERS & {m.name for m in item.iter_markers()}]
+    if untiered:
+        raise pytest.UsageError(
+            "tests without a tier marker (add pytestmark = pytest.mark.unit, or integration, "
+            "system, ml): " + ", ".join(untiered)
+        )
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path) -> Callable[[str], Path]:
     """Write a spec file (dedented YAML) into tmp_path and return its path."""

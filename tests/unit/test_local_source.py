@@ -12,6 +12,8 @@ from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
 from bootlab.store.sources import local
 
+pytestmark = pytest.mark.unit
+
 
 def refusal(reference: str, tmp_path: Path) -> BootlabError:
     with pytest.raises(BootlabError) as refused:
