@@ -86,11 +86,11 @@ class Server:
         stop(self.process)
         if self.notify is not None:
             self.notify.close()
-        orphaned = answers(self.port, "tiny")  # a supervisor that died, leaving vLLM behind
+        orphaned = answers(self.port, "tiny")  # a supervisor that died, leaving its backend
         with contextlib.suppress(ProcessLookupError):  # its own session: nothing outlives it
             os.killpg(self.process.pid, signal.SIGKILL)
         if orphaned:
-            sys.exit(f"vLLM on port {self.port} still answered after its server stopped")
+            sys.exit(f"a backend on port {self.port} still answered after its server stopped")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,11 +340,9 @@ def launch_differences(servers: dict[str, Server]) -> list[str]:
     return [key for key in bare if bare[key] != ours[key]]
 
 
-def median_ratio(bursts: list[BySide]) -> float:
-    """bootlab's median tokens a second over the bare server's, for these bursts."""
-    return statistics.median(b["bootlab"] for b in bursts) / statistics.median(
-        b["bare"] for b in bursts
-    )
+def medians(bursts: list[BySide]) -> BySide:
+    """Each side's median tokens a second over these bursts."""
+    return {side: statistics.median(burst[side] for burst in bursts) for side in SIDES}
 
 
 def arguments() -> argparse.Namespace:
@@ -386,12 +384,14 @@ def main() -> None:
             readies.append(ready)
             bursts.extend(round_bursts)
             shown = {side: round(seconds, 2) for side, seconds in ready.items()}
+            round_tok_s = medians(round_bursts)
             print(
                 f"round {index + 1}: ready_s {shown}; throughput ratio of medians "
-                f"{median_ratio(round_bursts):.3f}, of the pairs "
+                f"{round_tok_s['bootlab'] / round_tok_s['bare']:.3f}, of the pairs "
                 f"{[round(b['bootlab'] / b['bare'], 3) for b in round_bursts]}",
                 file=sys.stderr,
             )
+    tok_s = medians(bursts)
     print(
         json.dumps(
             {
@@ -402,9 +402,9 @@ def main() -> None:
                 "ready_ratio": round(
                     statistics.median(r["bootlab"] / r["bare"] for r in readies), 3
                 ),
-                "bare_tok_s": round(statistics.median(b["bare"] for b in bursts), 1),
-                "bootlab_tok_s": round(statistics.median(b["bootlab"] for b in bursts), 1),
-                "throughput_ratio": round(median_ratio(bursts), 3),
+                "bare_tok_s": round(tok_s["bare"], 1),
+                "bootlab_tok_s": round(tok_s["bootlab"], 1),
+                "throughput_ratio": round(tok_s["bootlab"] / tok_s["bare"], 3),
                 # argv, environment, CPUs, nice, rlimits, cgroup of the two backends
                 "launch_differences": sorted(differences),
                 **({"control": True} if args.control else {}),
