@@ -21,7 +21,7 @@ from pathlib import Path
 # The appliance package shares its error type with the build side; run from a plain checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "appliance"))
 
-from bootlab.errors import BootlabError
+from bootlab.errors import BootlabError, Exit
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
     except Exception as error:
         # A bug, not bad input: say so in one line; BOOTLAB_DEBUG=1 shows the traceback.
         if os.environ.get("BOOTLAB_DEBUG"):
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "traceback",
             file=sys.stderr,
         )
-        return 70
+        return Exit.SOFTWARE
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 
 from bootlab.auth import credentials_for
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 
 from image import log, podman
 from image.render import REPO_ROOT, render, render_bib_config
@@ -69,7 +69,7 @@ def cmd_check(args: argparse.Namespace, spec_file: SpecFile) -> int:
             hint="run `python build.py render --write` and `python build.py schema`",
         )
     print(f"ok: {len(spec_file.profiles)} profiles valid, Containerfile and schema current")
-    return 0
+    return Exit.OK
 
 
 def cmd_render(args: argparse.Namespace, spec_file: SpecFile) -> int:
@@ -81,9 +81,9 @@ def cmd_render(args: argparse.Namespace, spec_file: SpecFile) -> int:
             )
         CONTAINERFILE.write_text(default_containerfile(spec_file))
         print(f"wrote {CONTAINERFILE}")
-        return 0
+        return Exit.OK
     print(render(spec_file.resolve(args.profile), spec_label(spec_file)).containerfile, end="")
-    return 0
+    return Exit.OK
 
 
 def cmd_lint(args: argparse.Namespace, spec_file: SpecFile) -> int:
@@ -100,14 +100,14 @@ def cmd_lint(args: argparse.Namespace, spec_file: SpecFile) -> int:
     if failures:
         raise die(f"lint found {failures} problems", hint="see the findings above")
     print(f"ok: {len(spec_file.profiles)} profiles lint clean")
-    return 0
+    return Exit.OK
 
 
 def cmd_build(args: argparse.Namespace, spec_file: SpecFile) -> int:
     from image.pipeline import build_image  # noqa: PLC0415
 
     build_image(spec_file.resolve(args.profile), args.tag, args.no_cache)
-    return 0
+    return Exit.OK
 
 
 def cmd_push(args: argparse.Namespace, spec_file: SpecFile) -> int:
@@ -127,7 +127,7 @@ def cmd_push(args: argparse.Namespace, spec_file: SpecFile) -> int:
         log.log(f"  no credentials for {destination} in the auth file; pushing anonymously")
     podman.push(source, destination, credentials, tls_verify)
     print(f"pushed {source} to {destination}")
-    return 0
+    return Exit.OK
 
 
 def cmd_disk(args: argparse.Namespace, spec_file: SpecFile) -> int:
@@ -175,11 +175,11 @@ def cmd_disk(args: argparse.Namespace, spec_file: SpecFile) -> int:
     print(f"wrote {config}")
     print("build the disk image with (as root, on a host where the image is in local storage):")
     print("  " + shlex.join(command))
-    return 0
+    return Exit.OK
 
 
 def cmd_schema(args: argparse.Namespace, spec_file: SpecFile) -> int:
     target: Path = args.output or SCHEMA_FILE
     target.write_text(schema_text())
     print(f"wrote {target}")
-    return 0
+    return Exit.OK

@@ -8,6 +8,7 @@ source scripts/env.sh
 
 echo "‣ static checks"
 ruff check .
+ruff format --check .
 mypy
 python build.py --quiet check
 python build.py --quiet lint

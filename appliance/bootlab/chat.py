@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bootlab import config
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 
 TIMEOUT_S = 300.0
@@ -33,7 +33,7 @@ def api_key(paths: Paths) -> str | None:
         raise die(
             f"the server wants an API key, and {path} is not readable here",
             hint="run as root, or pass the key in $BOOTLAB_API_KEY",
-            exit_code=77,
+            exit_code=Exit.NO_PERMISSION,
         ) from None
 
 
@@ -57,13 +57,13 @@ def complete(
         raise die(
             f"{endpoint} answered HTTP {error.code}: {detail[:300]}",
             hint="check the model name and the API key",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         ) from None
     except (urllib.error.URLError, OSError) as error:
         raise die(
             f"cannot reach {endpoint}: {getattr(error, 'reason', error)}",
             hint="is it serving? bootlab serve status",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         ) from None
     try:
         return str(answer["choices"][0]["message"]["content"])
@@ -79,9 +79,9 @@ def interactive(endpoint: str, model: str, key: str | None, *, max_tokens: int) 
             question = input(">>> ").strip()
         except EOFError:
             print()
-            return 0
+            return Exit.OK
         if not question or question in ("/exit", "/quit"):
-            return 0
+            return Exit.OK
         history.append({"role": "user", "content": question})
         reply = complete(endpoint, model, history, key, max_tokens=max_tokens)
         history.append({"role": "assistant", "content": reply})

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bootlab import __version__, text
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
-
-EX_USAGE = 2
 
 Command = Callable[[argparse.Namespace, Paths], int]
 
@@ -84,7 +82,7 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     status = _api(paths, "GET", "/v1/status")
     if args.json:
         _print_json(status)
-        return 0
+        return Exit.OK
     print(f"bootlab {status['version']} on {status['hostname']} — {status['profile']}")
     _table([_service_line(state) for state in status["services"]])
     upgrade = status["upgrade"]
@@ -107,14 +105,14 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
         ]
     )
     _warn(status["warnings"])
-    return 0
+    return Exit.OK
 
 
 def cmd_system_info(args: argparse.Namespace, paths: Paths) -> int:
     info = _api(paths, "GET", "/v1/system/info")
     if args.json:
         _print_json(info)
-        return 0
+        return Exit.OK
     gib = 1024**3
     _table(
         [
@@ -149,7 +147,7 @@ def cmd_system_info(args: argparse.Namespace, paths: Paths) -> int:
             header=["GPU", "VENDOR", "NAME", "MEMORY", "DRIVER"],
         )
     _warn(info["warnings"])
-    return 0
+    return Exit.OK
 
 
 def cmd_login(args: argparse.Namespace, paths: Paths) -> int:
@@ -157,7 +155,7 @@ def cmd_login(args: argparse.Namespace, paths: Paths) -> int:
     username = args.username
     if not username:
         if not interactive:
-            raise die("no username: pass --username", exit_code=EX_USAGE)
+            raise die("no username: pass --username", exit_code=Exit.USAGE)
         username = input("Username: ").strip()
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -167,10 +165,10 @@ def cmd_login(args: argparse.Namespace, paths: Paths) -> int:
         raise die(
             "no terminal to ask for the password",
             hint="pass it on standard input: ... | bootlab login --password-stdin REGISTRY",
-            exit_code=EX_USAGE,
+            exit_code=Exit.USAGE,
         )
     if not password:
-        raise die("the password is empty", exit_code=EX_USAGE)
+        raise die("the password is empty", exit_code=Exit.USAGE)
     body = {
         "registry": args.registry,
         "username": username,
@@ -180,22 +178,26 @@ def cmd_login(args: argparse.Namespace, paths: Paths) -> int:
     result = _api(paths, "POST", "/v1/auth/login", body)
     _warn(result["warnings"])
     print(f"Login Succeeded: {result['registry']} (for podman and bootc upgrade)")
-    return 0
+    return Exit.OK
 
 
 def cmd_logout(args: argparse.Namespace, paths: Paths) -> int:
     result = _api(paths, "POST", "/v1/auth/logout", {"registry": args.registry})
     if not result["removed_from"]:
-        raise die(f"not logged in to {result['registry']}", hint="bootlab auth status", exit_code=1)
+        raise die(
+            f"not logged in to {result['registry']}",
+            hint="bootlab auth status",
+            exit_code=Exit.ERROR,
+        )
     print(f"Removed login credentials for {result['registry']}")
-    return 0
+    return Exit.OK
 
 
 def cmd_auth_status(args: argparse.Namespace, paths: Paths) -> int:
     status = _api(paths, "GET", "/v1/auth")
     if args.json:
         _print_json(status)
-        return 0
+        return Exit.OK
     yes_no = {True: "yes", False: "no"}
     _table(
         [
@@ -207,7 +209,7 @@ def cmd_auth_status(args: argparse.Namespace, paths: Paths) -> int:
     if not status["registries"]:
         print("not logged in to any registry (bootlab login REGISTRY)")
     _warn(status["warnings"])
-    return 0
+    return Exit.OK
 
 
 def cmd_config_init(args: argparse.Namespace, paths: Paths) -> int:
@@ -215,19 +217,19 @@ def cmd_config_init(args: argparse.Namespace, paths: Paths) -> int:
     if result["backup"]:
         print(f"kept the old file as {result['backup']}")
     print(f"wrote {result['path']} for {result['profile']}")
-    return 0
+    return Exit.OK
 
 
 def cmd_config_show(args: argparse.Namespace, paths: Paths) -> int:
     view = _api(paths, "GET", "/v1/config")
     if args.json:
         _print_json(view)
-        return 0
+        return Exit.OK
     import yaml  # noqa: PLC0415 - only here
 
     print(f"# from: {', '.join(view['files']) or 'built-in defaults'}")
     print(yaml.safe_dump(view["config"], sort_keys=False).rstrip())
-    return 0
+    return Exit.OK
 
 
 def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
@@ -247,7 +249,7 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
         state = _api(paths, "POST", f"/v1/services/{workload}/{args.action}")
     if args.json:
         _print_json(state)
-        return 0
+        return Exit.OK
     _table([_service_line(state)])
     if state.get("endpoint"):
         _table(
@@ -270,14 +272,14 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
                 ["result:", f"model {training['output']}"],
             ]
         )
-    return 0
+    return Exit.OK
 
 
 def _read_text(path: str) -> str:
     try:
         return Path(path).read_text()
     except (OSError, UnicodeDecodeError) as error:
-        raise die(f"cannot read {path}: {error}", exit_code=EX_USAGE) from None
+        raise die(f"cannot read {path}: {error}", exit_code=Exit.USAGE) from None
 
 
 def _training_line(step: dict[str, Any], width: int = 20) -> str:
@@ -311,7 +313,7 @@ def _follow_training(paths: Paths) -> dict[str, Any]:
                 raise die(
                     "training failed",
                     hint="see why: journalctl -u bootlab-train -n 50",
-                    exit_code=1,
+                    exit_code=Exit.ERROR,
                 )
             return state
         time.sleep(1.0)
@@ -325,7 +327,11 @@ def cmd_chat(args: argparse.Namespace, paths: Paths) -> int:
     if endpoint is None or model is None:
         state = _api(paths, "GET", "/v1/services/serve")
         if not state.get("endpoint"):
-            raise die("nothing is being served", hint="bootlab serve start [MODEL]", exit_code=3)
+            raise die(
+                "nothing is being served",
+                hint="bootlab serve start [MODEL]",
+                exit_code=Exit.CONFLICT,
+            )
         endpoint = endpoint or state["endpoint"]
         model = model or state["model"]
     key = chat.api_key(paths)
@@ -339,7 +345,7 @@ def cmd_chat(args: argparse.Namespace, paths: Paths) -> int:
                 max_tokens=args.max_tokens,
             )
         )
-        return 0
+        return Exit.OK
     return chat.interactive(endpoint, model, key, max_tokens=args.max_tokens)
 
 
@@ -405,7 +411,7 @@ def cmd_model_list(args: argparse.Namespace, paths: Paths) -> int:
         print(f"store: {text.size(listing['store_bytes'])} on disk")
     else:
         print("no models yet (bootlab model pull REFERENCE)")
-    return 0
+    return Exit.OK
 
 
 def cmd_model_pull(args: argparse.Namespace, paths: Paths) -> int:
@@ -422,7 +428,7 @@ def cmd_model_pull(args: argparse.Namespace, paths: Paths) -> int:
             f"{model['name']}: {text.size(model['size'])} in {model['path']} "
             f"({text.size(job['fetched'])} downloaded)"
         )
-    return 0
+    return Exit.OK
 
 
 def cmd_model_push(args: argparse.Namespace, paths: Paths) -> int:
@@ -432,14 +438,14 @@ def cmd_model_push(args: argparse.Namespace, paths: Paths) -> int:
         _print_json(job)
     else:
         print(f"pushed {args.name} to {args.reference}")
-    return 0
+    return Exit.OK
 
 
 def cmd_model_inspect(args: argparse.Namespace, paths: Paths) -> int:
     model = _api(paths, "GET", f"/v1/models/{args.name}")
     if args.json:
         _print_json(model)
-        return 0
+        return Exit.OK
     _table(
         [
             ["name:", model["name"]],
@@ -454,7 +460,7 @@ def cmd_model_inspect(args: argparse.Namespace, paths: Paths) -> int:
         [[f["path"], text.size(f["size"]), f["digest"][:19]] for f in model["files"]],
         header=["FILE", "SIZE", "DIGEST"],
     )
-    return 0
+    return Exit.OK
 
 
 def cmd_model_verify(args: argparse.Namespace, paths: Paths) -> int:
@@ -465,7 +471,7 @@ def cmd_model_verify(args: argparse.Namespace, paths: Paths) -> int:
         print(f"{args.name}: {problem}", file=sys.stderr)
     if result["ok"] and not args.json:
         print(f"{args.name}: every file matches its digest")
-    return 0 if result["ok"] else 7
+    return Exit.OK if result["ok"] else Exit.CORRUPT
 
 
 def cmd_model_remove(args: argparse.Namespace, paths: Paths) -> int:
@@ -474,7 +480,7 @@ def cmd_model_remove(args: argparse.Namespace, paths: Paths) -> int:
         _print_json(model)
     else:
         print(f"removed {model['name']} (`bootlab model gc` frees its space)")
-    return 0
+    return Exit.OK
 
 
 def cmd_model_gc(args: argparse.Namespace, paths: Paths) -> int:
@@ -486,7 +492,7 @@ def cmd_model_gc(args: argparse.Namespace, paths: Paths) -> int:
             f"freed {text.size(result['bytes_freed'])}: {result['blobs']} blobs, "
             f"{result['snapshots']} snapshots, {result['partials']} partial downloads"
         )
-    return 0
+    return Exit.OK
 
 
 def _dataset_table(found: Sequence[dict[str, Any]]) -> None:
@@ -512,7 +518,7 @@ def cmd_data_import(args: argparse.Namespace, paths: Paths) -> int:
         _print_json(dataset)
     else:
         print(f"{dataset['name']}: {dataset['samples']} samples, valid")
-    return 0
+    return Exit.OK
 
 
 def cmd_data_list(args: argparse.Namespace, paths: Paths) -> int:
@@ -523,7 +529,7 @@ def cmd_data_list(args: argparse.Namespace, paths: Paths) -> int:
         _dataset_table(found)
     else:
         print("no datasets yet (bootlab data import FILE.jsonl)")
-    return 0
+    return Exit.OK
 
 
 def cmd_data_generate(args: argparse.Namespace, paths: Paths) -> int:
@@ -545,7 +551,7 @@ def cmd_data_generate(args: argparse.Namespace, paths: Paths) -> int:
         _print_json(job["datasets"])
     else:
         _dataset_table(job["datasets"])
-    return 0
+    return Exit.OK
 
 
 def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> int:
@@ -554,7 +560,7 @@ def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> int:
         _print_json(dataset)
     else:
         _dataset_table([dataset])
-    return 0
+    return Exit.OK
 
 
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
@@ -594,13 +600,15 @@ def cmd_gpu_run(args: argparse.Namespace, paths: Paths) -> int:
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        raise die("no command to run", hint="bootlab gpu run -- COMMAND ...", exit_code=EX_USAGE)
+        raise die("no command to run", hint="bootlab gpu run -- COMMAND ...", exit_code=Exit.USAGE)
     gpu_lock.acquire(paths.gpu_lock, args.holder)
     try:
         os.execvp(command[0], command)  # noqa: S606 - the admin's own command, no shell
     except OSError as error:
-        raise die(f"cannot run {command[0]}: {error.strerror}", exit_code=127) from None
-    return 0
+        raise die(
+            f"cannot run {command[0]}: {error.strerror}", exit_code=Exit.NOT_INSTALLED
+        ) from None
+    return Exit.OK
 
 
 def cmd_gpu_cdi(args: argparse.Namespace, paths: Paths) -> int:
@@ -615,7 +623,7 @@ def cmd_gpu_cdi(args: argparse.Namespace, paths: Paths) -> int:
         what="generating the NVIDIA CDI spec",
     )
     print(f"wrote {target}")
-    return 0
+    return Exit.OK
 
 
 def cmd_upgrade_check(args: argparse.Namespace, paths: Paths) -> int:
@@ -626,14 +634,14 @@ def cmd_upgrade_check(args: argparse.Namespace, paths: Paths) -> int:
         _print_json(status.model_dump(mode="json"))
     else:
         print(status.message)
-    return 0 if status.available is not None else 1
+    return Exit.OK if status.available is not None else Exit.ERROR
 
 
 def cmd_completion(args: argparse.Namespace, paths: Paths) -> int:
     from bootlab import completion  # noqa: PLC0415
 
     print(completion.bash(build_parser()))
-    return 0
+    return Exit.OK
 
 
 # Taxonomy: local files, read in this process as the user running it (no daemon) --------------
@@ -677,13 +685,12 @@ def _taxonomy_json(report: Any, extra: dict[str, Any] | None = None) -> None:
 
 def _taxonomy_verdict(report: Any, as_json: bool = False) -> int:
     """65 when any leaf is invalid; the summary (on stderr when stdout carries JSON)."""
-    from bootlab.taxonomy import EX_DATAERR  # noqa: PLC0415
 
     if report.errors:
         print(f"error: {report.summary()}", file=sys.stderr)
-        return EX_DATAERR
+        return Exit.DATA
     print(report.summary(), file=sys.stderr if as_json else sys.stdout)
-    return 0
+    return Exit.OK
 
 
 def cmd_taxonomy_init(args: argparse.Namespace, paths: Paths) -> int:
@@ -695,7 +702,7 @@ def cmd_taxonomy_init(args: argparse.Namespace, paths: Paths) -> int:
     for path in written:
         print(f"  {path}")
     print(f"next: edit the leaves, then `bootlab taxonomy diff {target}`")
-    return 0
+    return Exit.OK
 
 
 def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
@@ -724,7 +731,7 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
     judge = None
     if args.judge_endpoint:
         if not args.judge_model:
-            raise die("--judge-endpoint needs --judge-model", exit_code=EX_USAGE)
+            raise die("--judge-endpoint needs --judge-model", exit_code=Exit.USAGE)
         judge = Teacher(args.judge_endpoint, args.judge_model)
     elif kind == "judged":
         served = _api(paths, "GET", "/v1/services/serve")
@@ -754,7 +761,7 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
         _print_json([result.to_json() for result in results])
     else:
         print(run.table(results))
-    return 0
+    return Exit.OK
 
 
 def cmd_taxonomy_validate(args: argparse.Namespace, paths: Paths) -> int:
@@ -779,7 +786,7 @@ def cmd_taxonomy_diff(args: argparse.Namespace, paths: Paths) -> int:
         return _taxonomy_verdict(report, as_json=True)
     if not changes:
         print(f"no new or changed leaves against {found.base}" if found.compared else "no leaves")
-        return 0
+        return Exit.OK
     print(f"leaves new or changed against {found.base}:" if found.compared else f"{found.base}:")
     _table([[f"  {status}", path] for path, status in changes])
     _taxonomy_problems(report, args.all)
@@ -1078,7 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.handler is None:
         parser.print_help()
-        return 0
+        return Exit.OK
     try:
         return int(args.handler(args, Paths.from_env()))
     except BootlabError as error:
@@ -1086,7 +1093,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return Exit.INTERRUPTED
 
 
 if __name__ == "__main__":

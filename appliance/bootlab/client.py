@@ -8,11 +8,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 
 TIMEOUT_S = 300.0  # a service start waits for systemd; a login for the registry
-EX_UNAVAILABLE = 69
-EX_NOPERM = 77
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -39,25 +37,25 @@ def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
         raise die(
             f"bootlabd is not running here: {socket_path} does not exist",
             hint="systemctl enable --now bootlabd.socket",
-            exit_code=EX_UNAVAILABLE,
+            exit_code=Exit.UNAVAILABLE,
         ) from None
     except PermissionError:
         raise die(
             f"permission denied on {socket_path}: bootlab is for root and the 'bootlab' group",
             hint="use sudo, or ask an admin: usermod -aG bootlab $USER (then log in again)",
-            exit_code=EX_NOPERM,
+            exit_code=Exit.NO_PERMISSION,
         ) from None
     except ConnectionRefusedError:
         raise die(
             f"bootlabd does not answer on {socket_path}",
             hint="systemctl restart bootlabd.socket; see journalctl -u bootlabd",
-            exit_code=EX_UNAVAILABLE,
+            exit_code=Exit.UNAVAILABLE,
         ) from None
     except (TimeoutError, OSError, http.client.HTTPException) as error:
         raise die(
             f"the request to bootlabd failed: {error.__class__.__name__}",
             hint="see journalctl -u bootlabd",
-            exit_code=EX_UNAVAILABLE,
+            exit_code=Exit.UNAVAILABLE,
         ) from None
     finally:
         connection.close()

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from bootlab import files, yamlfile
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -221,7 +221,9 @@ def load_job(text: str, source: str) -> dict[str, Any]:
         Train.model_validate(data)
     except ValidationError as error:
         explained = _explain(error, data, [(Path(source), located)])
-        raise die(explained.message, hint=f"fix {source}; {_SHOW_HINT}", exit_code=2) from None
+        raise die(
+            explained.message, hint=f"fix {source}; {_SHOW_HINT}", exit_code=Exit.USAGE
+        ) from None
     if "phases" in data:
         data.setdefault("data", None)  # the job's phases replace the config's data
     if "data" in data:
@@ -306,7 +308,7 @@ def write_initial(paths: Paths, text: str, *, force: bool) -> Path | None:
             raise die(
                 f"{target} already exists",
                 hint="edit it, or run `bootlab config init --force` (the old file is kept aside)",
-                exit_code=3,
+                exit_code=Exit.CONFLICT,
             )
         backup = files.keep_aside(target, "bak")
     files.write_atomic(target, text.encode(), 0o644)

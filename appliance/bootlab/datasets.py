@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bootlab import files
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.store.layout import check_name
 
 ROLES = ("system", "user", "assistant")
 MAX_ERRORS_SHOWN = 10
 CHARS_PER_TOKEN = 4  # a rough count, for refusing samples far beyond the context up front
-EX_DATA = 65  # sysexits EX_DATAERR
 
 
 @dataclass
@@ -37,7 +36,7 @@ def validate(path: Path, *, context: int | None = None) -> Report:
     try:
         handle = path.open("rb")
     except OSError as error:
-        raise die(f"cannot read {path}: {error.strerror}", exit_code=2) from None
+        raise die(f"cannot read {path}: {error.strerror}", exit_code=Exit.USAGE) from None
     with handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -113,7 +112,7 @@ def import_file(state: Path, source: Path, name: str, *, context: int | None = N
             + "\n  ".join(shown)
             + (f"\n  ... and {more} more" if more else ""),
             hint="fix the lines named; nothing was imported",
-            exit_code=EX_DATA,
+            exit_code=Exit.DATA,
         )
     target = directory(state) / name
     staging = directory(state) / f".{name}.{time.monotonic_ns()}"
@@ -157,4 +156,6 @@ def get(state: Path, name: str) -> Dataset:
     try:
         return Dataset(**json.loads((directory(state) / name / "dataset.json").read_text()))
     except FileNotFoundError:
-        raise die(f"no dataset named '{name}'", hint="bootlab data list", exit_code=6) from None
+        raise die(
+            f"no dataset named '{name}'", hint="bootlab data list", exit_code=Exit.NOT_FOUND
+        ) from None

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 
 _WORKLOADS = {"serve": "serving", "train": "training"}
 
@@ -46,13 +46,13 @@ def acquire(path: Path, name: str) -> int:
             raise die(
                 f"{activity} is running (pid {current.pid}): stop bootlab-{current.name} first",
                 hint=f"systemctl stop bootlab-{current.name}; serve and train never share GPUs",
-                exit_code=75,
+                exit_code=Exit.GPU_BUSY,
             ) from None
         who = f"{current.name} (pid {current.pid})" if current else "another process"
         raise die(
             f"the GPUs are in use by {who}",
             hint="stop it first; bootlab's services never share GPUs",
-            exit_code=75,
+            exit_code=Exit.GPU_BUSY,
         ) from None
     record = json.dumps({"name": name, "pid": os.getpid(), "since": time.time()})
     os.ftruncate(descriptor, 0)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bootlab.auth import Credentials
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 
 _REGISTRY = re.compile(
     r"^(?P<host>[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9a-fA-F:]+\])"
@@ -41,7 +41,7 @@ def normalize_registry(text: str) -> str:
         raise die(
             f"'{text}' is not a registry name",
             hint="give host[:port], e.g. quay.io or registry.example.com:5000",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     return name
 
@@ -121,7 +121,7 @@ def _login_flow(
         raise die(
             f"registry {registry} refused the username or password",
             hint=f"check both, then run `bootlab login {registry}` again",
-            exit_code=4,
+            exit_code=Exit.CREDENTIALS,
         )
     if status != 200:
         raise die(f"registry {registry} answered HTTP {status} to the login", hint="try again")
@@ -189,30 +189,32 @@ def network_errors(scheme: str, netloc: str, registry: str, timeout: float) -> I
             f"TLS verification of {netloc} failed: {error.verify_message}",
             hint="add the registry's CA to the system trust store (update-ca-trust), or for a "
             "test registry pass --tls-verify=false",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         ) from None
     except ssl.SSLError as error:
         if error.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"):
             raise _WrongProtocolError(error.reason) from None
-        raise die(f"TLS with {netloc} failed: {error.reason or error}", exit_code=5) from None
+        raise die(
+            f"TLS with {netloc} failed: {error.reason or error}", exit_code=Exit.UNREACHABLE
+        ) from None
     except socket.gaierror:
         raise die(
             f"cannot resolve registry host '{netloc.rsplit(':', 1)[0]}'",
             hint="check the spelling, and DNS on this machine",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         ) from None
     except TimeoutError:
         raise die(
             f"registry {registry} did not answer within {timeout:g}s ({netloc})",
             hint="check that it is up and reachable from this machine",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         ) from None
     except (ConnectionError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "strerror", None) or error.__class__.__name__
         raise die(
             f"registry {registry} is not reachable at {scheme}://{netloc}: {reason}",
             hint="check the name and port, and that the registry is up",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         ) from None
 
 
@@ -337,15 +339,15 @@ class Session:
             return die(
                 f"{where}: access denied (HTTP {status})",
                 hint=f"log in first: bootlab login {self.registry}",
-                exit_code=4,
+                exit_code=Exit.CREDENTIALS,
             )
         if status == 404:
             return die(
                 f"{where}: not found ({path.rsplit('/', 1)[-1]})",
                 hint="check the repository name and tag",
-                exit_code=6,
+                exit_code=Exit.NOT_FOUND,
             )
-        return die(f"{where}: HTTP {status} for {path}: {detail[:200]}", exit_code=5)
+        return die(f"{where}: HTTP {status} for {path}: {detail[:200]}", exit_code=Exit.UNREACHABLE)
 
     def _settle_scheme(self) -> None:
         with self._lock:
@@ -362,7 +364,10 @@ class Session:
                 self.scheme = scheme
                 self._schemes_tried = True
                 return
-            raise die(f"registry {self.registry} speaks neither https nor http", exit_code=5)
+            raise die(
+                f"registry {self.registry} speaks neither https nor http",
+                exit_code=Exit.UNREACHABLE,
+            )
 
     def _authenticate(self, challenge: str) -> None:
         kind, params = _parse_challenge(challenge)
@@ -375,7 +380,7 @@ class Session:
                 raise die(
                     f"{self.registry} needs a login",
                     hint=f"bootlab login {self.registry}",
-                    exit_code=4,
+                    exit_code=Exit.CREDENTIALS,
                 )
             authorization = basic
         elif kind == "bearer" and params.get("realm"):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from bootlab import files
 from bootlab.config import Config
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.run import run
 from bootlab.systemd_bus import Systemd, UnitState
@@ -65,7 +65,7 @@ def with_override(config: Config, paths: Paths, workload: Workload) -> Config:
         raise die(
             f"the settings given to `bootlab {workload} start` no longer apply: {error}",
             hint=f"start it again with new settings, or remove {override_file(paths, workload)}",
-            exit_code=78,
+            exit_code=Exit.NOT_CONFIGURED,
         ) from None
     return config.model_copy(update={workload: merged})
 
@@ -97,12 +97,12 @@ def start(workload: Workload, paths: Paths, changes: dict[str, object] | None = 
             raise die(
                 f"{unit} was started too often in a short time; systemd refuses for now",
                 hint=f"wait a few seconds, or: systemctl reset-failed {unit}",
-                exit_code=3,
+                exit_code=Exit.CONFLICT,
             )
         raise die(
             f"{unit} failed to start",
             hint=f"see why: journalctl -u {unit} -n 50 (or bootlab {workload} status)",
-            exit_code=3,
+            exit_code=Exit.CONFLICT,
         )
     return after
 

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import bootlab
 from bootlab.config import Config
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.store.layout import model_store
 
 # Exit code for "not configured": the units list it in RestartPreventExitStatus=, so systemd
-# does not restart a service that cannot work until the admin acts (sysexits EX_CONFIG).
-EX_CONFIG = 78
+# does not restart a service that cannot work until the admin acts (sysexits Exit.NOT_CONFIGURED).
 
 
 def store_model(config: Config, paths: Paths, name: str | None, setting: str, verb: str) -> Path:
@@ -28,7 +27,7 @@ def store_model(config: Config, paths: Paths, name: str | None, setting: str, ve
             f"nothing to {verb}: {setting} is not set in {paths.config_file}",
             hint=f"pull a model with `bootlab model pull`, then set {setting} (or run "
             f"`bootlab {verb} start MODEL`)",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     store = model_store(paths, config.models.directory)
     try:
@@ -37,14 +36,14 @@ def store_model(config: Config, paths: Paths, name: str | None, setting: str, ve
         raise die(
             f"{setting} names '{name}', which is not in the model store",
             hint=f"pull it (`bootlab model pull ...`) or fix {setting} in {paths.config_file}",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         ) from error
     problems = store.check(name)
     if problems:
         raise die(
             f"model '{name}' is damaged: {problems[0]}",
             hint=f"`bootlab model verify {name}` lists every problem; pull it again",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return store.models / name
 
@@ -59,7 +58,7 @@ def ml_python(
         raise die(
             f"{what} is not installed in this image ({paths.ml_venv})",
             hint=hint,
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return str(python)
 

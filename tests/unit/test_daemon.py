@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from appliance_daemon import Daemon, running_daemon
 from bootlab import client
-from bootlab.errors import BootlabError
+from bootlab.errors import BootlabError, Exit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,7 +121,7 @@ def test_validation_errors_never_echo_the_password(daemon: Daemon) -> None:
 def test_unknown_socket_and_permission_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(BootlabError) as missing:
         client.call(tmp_path / "none.sock", "GET", "/v1/status")
-    assert missing.value.exit_code == client.EX_UNAVAILABLE
+    assert missing.value.exit_code == Exit.UNAVAILABLE
     assert "not running" in missing.value.message
 
 

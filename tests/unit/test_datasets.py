@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from bootlab import datasets
-from bootlab.errors import BootlabError
+from bootlab.errors import BootlabError, Exit
 
 pytestmark = pytest.mark.unit
 
@@ -56,7 +56,7 @@ def test_bad_lines_are_named_with_their_numbers(tmp_path: Path, line: str, probl
     with pytest.raises(BootlabError) as refused:
         datasets.import_file(tmp_path / "state", source, "bad")
     assert f"{source}:2: {problem}" in refused.value.message
-    assert refused.value.exit_code == datasets.EX_DATA
+    assert refused.value.exit_code == Exit.DATA
     assert not (tmp_path / "state/datasets/bad").exists()
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bootlab.api import DatasetView, ErrorBody, Job, Model
-from bootlab.errors import BootlabError
+from bootlab.errors import BootlabError, Exit
 from bootlab.store.fetch import Progress
 
 log = logging.getLogger("bootlabd.jobs")
@@ -114,7 +114,9 @@ class Jobs:
         except Exception:
             log.exception("%s %s: internal error", job.kind, job.target)
             job.error = ErrorBody(
-                error="internal error in bootlabd", hint="see: journalctl -u bootlabd", code=70
+                error="internal error in bootlabd",
+                hint="see: journalctl -u bootlabd",
+                code=Exit.SOFTWARE,
             )
             job.state = "failed"
         finally:

@@ -55,7 +55,7 @@ from bootlab.api import (
     VerifyResult,
 )
 from bootlab.daemon.jobs import Jobs
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
 from bootlab.sdg.teacher import Teacher
 from bootlab.serve import supervise
@@ -239,9 +239,9 @@ def post_service_start(
         check_name(body.model or "")
     serve_only = {"port", "backend", "max_model_len"} & set(changes)
     if workload == "train" and serve_only:
-        raise die(f"train start takes no {', '.join(sorted(serve_only))}", exit_code=2)
+        raise die(f"train start takes no {', '.join(sorted(serve_only))}", exit_code=Exit.USAGE)
     if workload == "serve" and body.job_yaml is not None:
-        raise die("serve start takes no job", hint="a job is for train start", exit_code=2)
+        raise die("serve start takes no job", hint="a job is for train start", exit_code=Exit.USAGE)
     job_yaml = changes.pop("job_yaml", None)
     source = str(changes.pop("job_source", None) or "job")
     if isinstance(job_yaml, str):
@@ -293,7 +293,7 @@ def _root_only(params: dict[str, str]) -> None:
         raise die(
             "only root may import local files into the appliance",
             hint="run it with sudo",
-            exit_code=77,
+            exit_code=Exit.NO_PERMISSION,
         )
 
 
@@ -347,7 +347,11 @@ def get_job_wait(context: Context, params: dict[str, str], _: None) -> Job:
 
 def _found(job: Job | None, job_id: str) -> Job:
     if job is None:
-        raise die(f"no job '{job_id}'", hint="jobs are kept until bootlabd restarts", exit_code=6)
+        raise die(
+            f"no job '{job_id}'",
+            hint="jobs are kept until bootlabd restarts",
+            exit_code=Exit.NOT_FOUND,
+        )
     return job
 
 
@@ -390,7 +394,7 @@ def post_dataset_import(
     _root_only(params)
     source = Path(body.path)
     if not source.is_absolute():
-        raise die(f"'{body.path}' is not an absolute path", exit_code=2)
+        raise die(f"'{body.path}' is not an absolute path", exit_code=Exit.USAGE)
     name = body.name or source.stem
     imported = datasets.import_file(context.paths.state, source, name, context=body.context)
     return DatasetView(**asdict(imported))
@@ -408,7 +412,7 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
     name = check_name(body.name)
     source = Path(body.taxonomy)
     if not source.is_absolute():
-        raise die(f"'{body.taxonomy}' is not an absolute path", exit_code=2)
+        raise die(f"'{body.taxonomy}' is not an absolute path", exit_code=Exit.USAGE)
     teacher = _teacher(context, body)
     found = taxonomy.leaves(source, body.ref, changed_only=not body.all)
     if not found:
@@ -416,7 +420,7 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
             f"no leaves to generate from in {source} (none changed"
             + (f" against {body.ref})" if body.ref else ")"),
             hint="change or add a qna.yaml, or pass --all for every leaf",
-            exit_code=65,
+            exit_code=Exit.DATA,
         )
     run_dir = context.paths.state / "sdg" / name
     settings = sdg.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
@@ -444,10 +448,10 @@ def _teacher(context: Context, body: GenerateRequest) -> Teacher:
         try:
             key = Path(key_file).read_text().strip()
         except OSError as error:
-            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=2) from None
+            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=Exit.USAGE) from None
     if body.endpoint:
         if not body.model:
-            raise die("--endpoint needs --model: the teacher's model name", exit_code=2)
+            raise die("--endpoint needs --model: the teacher's model name", exit_code=Exit.USAGE)
         return Teacher(body.endpoint, body.model, key)
     try:
         served = json.loads(supervise.state_file(context.paths).read_text())
@@ -456,7 +460,7 @@ def _teacher(context: Context, body: GenerateRequest) -> Teacher:
             "no teacher: nothing is being served",
             hint="serve the teacher (`bootlab serve start MODEL`), or give --endpoint URL "
             "--model NAME",
-            exit_code=78,
+            exit_code=Exit.NOT_CONFIGURED,
         ) from None
     return Teacher(served["endpoint"], body.model or served["model"], key)
 

@@ -27,7 +27,7 @@ from bootlab import journal
 from bootlab.api import ErrorBody
 from bootlab.daemon import openapi
 from bootlab.daemon.routes import CALLER_UID, ROUTES, Context, Route
-from bootlab.errors import BootlabError
+from bootlab.errors import BootlabError, Exit
 from bootlab.paths import Paths
 
 log = logging.getLogger("bootlabd")
@@ -35,9 +35,6 @@ log = logging.getLogger("bootlabd")
 MAX_BODY = 64 * 1024
 ADMIN_GROUP = "bootlab"
 SD_LISTEN_FDS_START = 3
-
-# The CLI's exit code for an error travels in the body; the HTTP status says the kind.
-_HTTP_FOR_EXIT = {2: 400, 3: 409, 4: 403, 5: 502, 75: 409, 77: 403, 78: 409}
 
 
 def _allowed(uid: int, gid: int) -> bool:
@@ -81,7 +78,9 @@ class Handler(BaseHTTPRequestHandler):
             status = self._serve(method)
         except Exception:  # a bug: logged with its traceback, answered without it
             log.exception("internal error on %s %s", method, self.path)
-            self._error(500, "internal error in bootlabd", "see: journalctl -u bootlabd", 70)
+            self._error(
+                500, "internal error in bootlabd", "see: journalctl -u bootlabd", Exit.SOFTWARE
+            )
         finally:
             # Method and path only: bodies carry passwords.
             log.debug(
@@ -112,7 +111,8 @@ class Handler(BaseHTTPRequestHandler):
         except _RequestError as error:
             return self._error(error.status, error.message, error.hint, 2)
         except BootlabError as error:
-            status = _HTTP_FOR_EXIT.get(error.exit_code, 500 if error.exit_code == 70 else 422)
+            # The CLI's exit code travels in the body; the HTTP status says the kind.
+            status = Exit.http_for(error.exit_code)
             return self._error(status, error.message, error.hint, error.exit_code)
         return self._send(200, result.model_dump(mode="json"))
 
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = Server(_listener(paths, args.socket), Context(paths))
     except (OSError, BootlabError) as error:
         log.error("cannot listen: %s", error)
-        return 1
+        return Exit.ERROR
     journal.notify("READY=1\nSTATUS=answering on " + str(args.socket or paths.socket))
     threading.Thread(target=server.context.profile, name="probe", daemon=True).start()
     log.info("bootlabd ready")
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         journal.notify("STOPPING=1")
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.evaluate.tasks import Choice, Judged, Kind
 from bootlab.sdg.teacher import Teacher, TeacherError
 from bootlab.workloads import ml_module_argv
@@ -63,7 +63,7 @@ def evaluate(
             "judged questions need a judge: nothing is being served",
             hint="serve a judge model (`bootlab serve start MODEL`) or give --judge-endpoint "
             "URL --judge-model NAME",
-            exit_code=78,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     answers = _worker(python, model_dir, "answers", [asdict(i) for i in items], max_new_tokens)
     details = []
@@ -108,7 +108,7 @@ def _worker(
             raise die(
                 f"evaluating {model_dir.name} failed: {done.stderr.strip().splitlines()[-1:]}",
                 hint="the model must load with transformers (a Hugging Face directory)",
-                exit_code=1,
+                exit_code=Exit.ERROR,
             )
         return list(json.loads(out.read_text()))
 
@@ -130,7 +130,7 @@ def _judge(judge: Teacher, item: Judged, answer: str) -> int:
             seed=0,
         )
     except TeacherError as error:
-        raise die(f"the judge failed: {error}", exit_code=69) from None
+        raise die(f"the judge failed: {error}", exit_code=Exit.UNAVAILABLE) from None
     found = SCORE.search(reply)
     return int(found.group(1)) if found else 1  # a judge that says no number gives nothing
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 
-EX_DATA = 65
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -39,7 +38,7 @@ def load(path: Path) -> tuple[Kind, list[Choice] | list[Judged]]:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise die(f"cannot read {path}: {error}", exit_code=2) from None
+        raise die(f"cannot read {path}: {error}", exit_code=Exit.USAGE) from None
     items: list[Any] = []
     problems: list[str] = []
     kind: Kind | None = None
@@ -64,7 +63,7 @@ def load(path: Path) -> tuple[Kind, list[Choice] | list[Judged]]:
             f"{len(problems)} problem(s) in {path}:\n  " + "\n  ".join(problems[:10]),
             hint='multiple choice: {"question", "choices": [...], "answer": INDEX or LETTER}; '
             'judged: {"question", "reference"}',
-            exit_code=EX_DATA,
+            exit_code=Exit.DATA,
         )
     assert kind is not None
     return kind, items

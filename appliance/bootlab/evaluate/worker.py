@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bootlab.errors import Exit
+
 
 def main(argv: list[str] | None = None) -> int:
     plan_path, out_path = (sys.argv[1:] if argv is None else argv)[:2]
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                 for item in plan["items"]
             ]
     Path(out_path).write_text(json.dumps(result))
-    return 0
+    return Exit.OK
 
 
 def _prompt(tokenizer: Any, question: str) -> str:

@@ -21,12 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.sdg.teacher import Teacher, TeacherError
 from bootlab.store.fetch import Progress
 
-EX_DATA = 65
-EX_UNAVAILABLE = 69
 SYSTEM = "You are a helpful assistant."
 PAIR = re.compile(r"\[Question\]\s*(.+?)\s*\[Answer\]\s*(.+?)\s*\[End\]", re.DOTALL)
 SCORE = re.compile(r"\b([1-5])\b")
@@ -309,7 +307,7 @@ def _claim(directory: Path, planned: list[Task], settings: Settings, teacher: Te
             raise die(
                 f"{directory} holds a generation run of another taxonomy, teacher or settings",
                 hint="give this run another name, or remove that directory",
-                exit_code=3,
+                exit_code=Exit.CONFLICT,
             )
     else:
         marker.write_text(json.dumps({"identity": identity, "tasks": len(planned)}))
@@ -368,12 +366,12 @@ def check(outcome: Outcome, directory: Path) -> None:
             f"{len(outcome.failed)} request(s) to the teacher failed:\n  {shown}",
             hint=f"what finished is kept in {directory}; run the same command again to "
             "retry the rest",
-            exit_code=EX_UNAVAILABLE,
+            exit_code=Exit.UNAVAILABLE,
         )
     if not outcome.kept:
         raise die(
             f"nothing usable: the teacher wrote {outcome.generated} pair(s) and every one was "
             f"dropped ({', '.join(f'{k} {v}' for k, v in outcome.rejected.items() if v)})",
             hint=f"see {directory / 'log.jsonl'}; use a stronger teacher model or more rounds",
-            exit_code=EX_DATA,
+            exit_code=Exit.DATA,
         )

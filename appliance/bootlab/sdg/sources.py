@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from bootlab import taxonomy
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.run import run
 from bootlab.sdg.generate import Example, Leaf
 
@@ -76,14 +76,14 @@ def documents(reference: taxonomy.DocumentRef, cache: Path, leaf: Path) -> tuple
                 f"{leaf}: document pattern '{pattern}' matches nothing in {reference.repo} "
                 f"at {reference.commit}",
                 hint="fix document.patterns (or document.commit) in the qna.yaml",
-                exit_code=65,
+                exit_code=Exit.DATA,
             )
         for path in matched:
             if path.suffix.lower() not in READABLE:
                 raise die(
                     f"{leaf}: {path.name} is not a text document (Markdown or plain text)",
                     hint="convert it to Markdown; PDF is not read yet",
-                    exit_code=65,
+                    exit_code=Exit.DATA,
                 )
             texts.append(path.read_text(errors="replace"))
     return tuple(texts)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootlab.config import Serve
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 
-EX_CONFIG = 78
 GGUF_MAGIC = b"GGUF"
 _TOKENIZERS = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 _WEIGHTS = ("*.safetensors", "*.bin")
@@ -110,7 +109,7 @@ def choose(model: Path, configured: str) -> Backend:
             raise die(
                 f"serve.backend is llama-cpp, but model '{model.name}' has no GGUF file",
                 hint="pull a GGUF build of the model, or set serve.backend: vllm",
-                exit_code=EX_CONFIG,
+                exit_code=Exit.NOT_CONFIGURED,
             )
         return BACKENDS["llama-cpp"]
     missing = missing_for_vllm(model) if model.is_dir() else ["a model directory"]
@@ -120,5 +119,5 @@ def choose(model: Path, configured: str) -> Backend:
     raise die(
         f"cannot serve model '{model.name}': {lacks}" + "; ".join(missing),
         hint="pull the complete model (`bootlab model inspect` lists its files)",
-        exit_code=EX_CONFIG,
+        exit_code=Exit.NOT_CONFIGURED,
     )

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from bootlab import text
 from bootlab.config import Config, Serve
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.modelinfo import hf_config, weights_bytes
 from bootlab.paths import Paths
 from bootlab.serve import gguf
 from bootlab.serve.backends import Backend, Target, choose, gguf_file
 from bootlab.sysinfo import SystemInfo
-from bootlab.workloads import EX_CONFIG, ml_python, store_model
+from bootlab.workloads import ml_python, store_model
 
 USABLE_VRAM = 0.9  # what a backend can really use of a GPU's memory
 
@@ -60,7 +60,7 @@ def _check_context(model: Path, serve: Serve) -> None:
             f"serve.max_model_len {serve.max_model_len} is above what model "
             f"'{model.name}' supports ({limit}, its max_position_embeddings)",
             hint=f"set serve.max_model_len: {limit} or less",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
 
 
@@ -93,7 +93,7 @@ def check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
                 f"model '{model.name}' needs about {text.size(need)} of memory and this "
                 f"machine has {text.size(system.memory_total_mib * 2**20)}",
                 hint="serve a smaller or quantized (GGUF) model, or lower serve.max_model_len",
-                exit_code=EX_CONFIG,
+                exit_code=Exit.NOT_CONFIGURED,
             )
         return 0
     gpus = available if serve.gpus == "auto" else serve.gpus
@@ -101,7 +101,7 @@ def check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
         raise die(
             f"serve.gpus is {gpus}, but this machine has {available} GPU(s)",
             hint=f"set serve.gpus: {available} or auto",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     per_gpu = min(gpu.memory_mib for gpu in system.gpus) * 2**20 * USABLE_VRAM
     if per_gpu and need / gpus > per_gpu:
@@ -115,7 +115,7 @@ def check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
             f"model '{model.name}' needs about {text.size(need)} (weights plus the KV cache "
             f"of a {context}-token context); {gpus} GPU(s) give {text.size(per_gpu * gpus)}",
             hint=f"{advice}, or lower serve.max_model_len",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return gpus
 
@@ -132,12 +132,12 @@ def _check_port(serve: Serve) -> None:
                     f"port {serve.port} on {serve.host} is already in use",
                     hint=f"stop what listens there (ss -ltnp 'sport = :{serve.port}') or set "
                     "serve.port",
-                    exit_code=EX_CONFIG,
+                    exit_code=Exit.NOT_CONFIGURED,
                 ) from None
             raise die(
                 f"cannot listen on {serve.host}:{serve.port}: {error.strerror}",
                 hint="check serve.host",
-                exit_code=EX_CONFIG,
+                exit_code=Exit.NOT_CONFIGURED,
             ) from None
 
 
@@ -150,8 +150,8 @@ def _api_key(serve: Serve) -> str | None:
         raise die(
             f"cannot read serve.api_key_file {serve.api_key_file}: {error.strerror}",
             hint="create it (one line, mode 0600), or remove serve.api_key_file",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         ) from None
     if not key:
-        raise die(f"{serve.api_key_file} is empty", exit_code=EX_CONFIG)
+        raise die(f"{serve.api_key_file} is empty", exit_code=Exit.NOT_CONFIGURED)
     return key

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from bootlab import files, journal
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.serve.backends import Backend, Target
 
@@ -60,7 +60,7 @@ def supervise(backend: Backend, target: Target, paths: Paths, lock: int) -> int:
     started = time.time()
     try:
         if not _wait_ready(child, target, stopping):
-            return 0 if stopping.is_set() else 1
+            return Exit.OK if stopping.is_set() else Exit.ERROR
         record = {
             "model": target.name,
             "backend": backend.name,
@@ -90,7 +90,7 @@ def _wait_ready(child: subprocess.Popen[bytes], target: Target, stopping: thread
             raise die(
                 f"the {target.name} server exited (code {child.returncode}) while loading",
                 hint="see why: journalctl -u bootlab-serve -n 100",
-                exit_code=1,
+                exit_code=Exit.ERROR,
             )
         if answers(target):
             return True
@@ -100,7 +100,7 @@ def _wait_ready(child: subprocess.Popen[bytes], target: Target, stopping: thread
                 f"({target.serve.ready_timeout_s}s)",
                 hint="a large model may need longer: raise serve.ready_timeout_s; see "
                 "journalctl -u bootlab-serve",
-                exit_code=1,
+                exit_code=Exit.ERROR,
             )
         stopping.wait(0.2)  # polled often: READY should follow the first answer closely
     return False
@@ -114,12 +114,12 @@ def _watch(child: subprocess.Popen[bytes], target: Target, stopping: threading.E
     while not stopping.wait(interval):
         if child.poll() is not None:
             log.error("the %s server exited (code %s)", target.name, child.returncode)
-            return child.returncode or 1
+            return child.returncode or Exit.ERROR
         if answers(target):
             journal.notify("WATCHDOG=1")
         else:
             log.warning("%s did not answer the health probe", target.name)
-    return 0
+    return Exit.OK
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:

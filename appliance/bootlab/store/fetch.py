@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.registry import Session
 from bootlab.store.layout import Store
 
@@ -282,7 +282,10 @@ class _Download:
                 return
             except (BootlabError, OSError, ConnectionError) as error:
                 self.progress.add(-received, fetched=True)
-                if isinstance(error, BootlabError) and error.exit_code in (4, 6):
+                if isinstance(error, BootlabError) and error.exit_code in (
+                    Exit.CREDENTIALS,
+                    Exit.NOT_FOUND,
+                ):
                     raise  # refused or gone: retrying cannot help
                 if isinstance(error, OSError) and error.errno == errno.ENOSPC:
                     raise
@@ -293,7 +296,7 @@ class _Download:
                         f"{self.digest[:19]}: {reason}",
                         hint="pull again when it is back: the download resumes from what is "
                         "already here",
-                        exit_code=5,
+                        exit_code=Exit.UNREACHABLE,
                     ) from None
                 delay = BACKOFF_S * 2**attempt
                 log.warning(
@@ -340,7 +343,7 @@ def _disk_error(error: BaseException, partial: Path) -> BaseException:
         return die(
             f"the disk is full while writing {partial}",
             hint="free space (bootlab model gc), then pull again: it resumes",
-            exit_code=8,
+            exit_code=Exit.DISK_FULL,
         )
     return error
 
@@ -411,7 +414,7 @@ def fetch_blob(
                     f"{session.registry}/{session.repository}: blob {digest} arrived with "
                     f"content {found}",
                     hint="the registry holds a corrupt blob; nothing was kept",
-                    exit_code=7,
+                    exit_code=Exit.CORRUPT,
                 )
             if keep is not None:
                 keep(partial)

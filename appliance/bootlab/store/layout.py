@@ -19,14 +19,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bootlab import files, text
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME = re.compile(MODEL_NAME)
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 HASH_BLOCK = 4 << 20
-EX_NOT_FOUND = 6
 
 
 def check_name(name: str) -> str:
@@ -34,14 +33,14 @@ def check_name(name: str) -> str:
         raise die(
             f"'{name}' is not a model name",
             hint="use letters, digits, '.', '_' and '-' (no '/'), e.g. granite-7b",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     return name
 
 
 def check_digest(digest: str) -> str:
     if not _DIGEST.match(digest):
-        raise die(f"'{digest}' is not a sha256 digest", exit_code=2)
+        raise die(f"'{digest}' is not a sha256 digest", exit_code=Exit.USAGE)
     return digest
 
 
@@ -52,7 +51,7 @@ def safe_relative(name: str, *, where: str) -> PurePosixPath:
         raise die(
             f"{where}: refusing the path '{name}': it would land outside the model directory",
             hint="the model image is malformed or malicious; do not use it",
-            exit_code=7,
+            exit_code=Exit.CORRUPT,
         )
     return PurePosixPath(*parts)
 
@@ -201,7 +200,7 @@ class Store:
         """Make `name` point at a directory of exactly these files, atomically."""
         check_name(name)
         if not entries:
-            raise die(f"{source} has no files to make model '{name}' from", exit_code=7)
+            raise die(f"{source} has no files to make model '{name}' from", exit_code=Exit.CORRUPT)
         layout = {str(safe_relative(path, where=source)): entry for path, entry in entries.items()}
         canonical = json.dumps({p: e.digest for p, e in sorted(layout.items())}).encode()
         snapshot = hashlib.sha256(canonical).hexdigest()[:32]
@@ -250,7 +249,7 @@ class Store:
             raise die(
                 f"no model named '{name}' in the store",
                 hint="`bootlab model list` shows what is there",
-                exit_code=EX_NOT_FOUND,
+                exit_code=Exit.NOT_FOUND,
             ) from None
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise die(
@@ -336,7 +335,7 @@ class Store:
                 f"{self.root}, {text.size(free)} are free",
                 hint="remove models you no longer need and run `bootlab model gc`, or grow "
                 "/var/lib/bootlab",
-                exit_code=8,
+                exit_code=Exit.DISK_FULL,
             )
 
     def footprint(self) -> int:

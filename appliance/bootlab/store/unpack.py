@@ -9,7 +9,7 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.store.layout import FileEntry, Store, safe_relative
 
 _WHITEOUT = ".wh."
@@ -24,7 +24,7 @@ def unpack_layer(layer: Path, store: Store, files: dict[str, FileEntry], *, wher
         archive = tarfile.open(layer, "r:*")  # noqa: SIM115 - closed below, after the loop
     except (tarfile.TarError, OSError) as error:
         raise die(
-            f"{where}: the layer is not a readable tar archive ({error})", exit_code=7
+            f"{where}: the layer is not a readable tar archive ({error})", exit_code=Exit.CORRUPT
         ) from None
     links: list[tuple[str, str]] = []
     try:
@@ -43,16 +43,19 @@ def unpack_layer(layer: Path, store: Store, files: dict[str, FileEntry], *, wher
                 raise die(
                     f"{where}: '{member.name}' is a device, fifo or other special file",
                     hint="model images carry regular files only; do not use this image",
-                    exit_code=7,
+                    exit_code=Exit.CORRUPT,
                 )
     except tarfile.TarError as error:
-        raise die(f"{where}: the layer is truncated or corrupt ({error})", exit_code=7) from None
+        raise die(
+            f"{where}: the layer is truncated or corrupt ({error})", exit_code=Exit.CORRUPT
+        ) from None
     finally:
         archive.close()
     for path, target in links:
         if target not in files:
             raise die(
-                f"{where}: link '{path}' points at '{target}', which is no model file", exit_code=7
+                f"{where}: link '{path}' points at '{target}', which is no model file",
+                exit_code=Exit.CORRUPT,
             )
         files[path] = files[target]
 
@@ -81,13 +84,13 @@ def _link_target(path: str, member: tarfile.TarInfo, where: str) -> str:
         raise die(
             f"{where}: symlink '{member.name}' points outside the model directory "
             f"({member.linkname})",
-            exit_code=7,
+            exit_code=Exit.CORRUPT,
         )
     joined = os.path.normpath(str(PurePosixPath(path).parent / member.linkname))
     if joined.startswith("..") or joined == ".":
         raise die(
             f"{where}: symlink '{member.name}' escapes the model directory ({member.linkname})",
-            exit_code=7,
+            exit_code=Exit.CORRUPT,
         )
     return joined
 
@@ -103,7 +106,9 @@ def _into_blob(reader: object, size: int, store: Store, where: str) -> FileEntry
                 writer.write(block)
                 written += len(block)
         if written != size:
-            raise die(f"{where}: a file ends early ({written} of {size} bytes)", exit_code=7)
+            raise die(
+                f"{where}: a file ends early ({written} of {size} bytes)", exit_code=Exit.CORRUPT
+            )
         found = f"sha256:{digest.hexdigest()}"
         if store.has_blob(found, size):
             scratch.unlink()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.taxonomy.model import (
     TOP_FOLDERS,
     DocumentRef,
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from bootlab.taxonomy.diff import Changes
 
 __all__ = [
-    "EX_DATAERR",
     "TOP_FOLDERS",
     "DocumentRef",
+    "Exit.DATA",
     "Leaf",
     "Problem",
     "QnA",
@@ -43,7 +43,6 @@ __all__ = [
     "leaves",
 ]
 
-EX_DATAERR = 65  # sysexits: like `bootlab data import`, invalid input data
 MAX_SHOWN = 20
 
 
@@ -81,6 +80,6 @@ def leaves(path: Path, ref: str | None = None, *, changed_only: bool = False) ->
             f"the taxonomy at {report.root} is invalid: {report.summary()}\n  "
             + "\n  ".join(shown),
             hint=f"bootlab taxonomy validate {report.root}",
-            exit_code=EX_DATAERR,
+            exit_code=Exit.DATA,
         )
     return report.leaves

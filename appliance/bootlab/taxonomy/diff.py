@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.run import run
 from bootlab.taxonomy.model import TOP_FOLDERS
 from bootlab.taxonomy.validate import tree_files
 
-EX_USAGE = 2
 # The branches a taxonomy is compared with when no ref is given, in order; then HEAD.
 DEFAULT_BRANCHES = ("main", "master", "origin/main", "origin/master")
 Status = Literal["added", "modified", "untracked"]
@@ -100,7 +99,7 @@ def _base(root: Path, ref: str | None, has_head: bool) -> tuple[str | None, str]
         raise die(
             f"'{ref}' is not a branch, tag or commit of the repository at {root}",
             hint="name one with --ref (git branch -a lists the branches)",
-            exit_code=EX_USAGE,
+            exit_code=Exit.USAGE,
         )
     if has_head and ref != "HEAD" and _is_branch(root, ref):
         # Like ilab: against the commit where HEAD left that branch, so what the branch
@@ -134,7 +133,7 @@ def _everything(root: Path, label: str, ref: str | None) -> Changes:
         raise die(
             f"--ref {ref}: {root} is not in a git repository",
             hint="leave --ref out: every leaf counts as new",
-            exit_code=EX_USAGE,
+            exit_code=Exit.USAGE,
         )
     files = [path for path in tree_files(root) if _is_taxonomy_file(path)]
     return Changes([Change(path, "added") for path in files], label, compared=False)

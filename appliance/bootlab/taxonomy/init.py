@@ -7,10 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.run import run
-
-EX_CONFLICT = 3
 
 KNOWLEDGE_LEAF = Path("knowledge/company/travel_expenses/qna.yaml")
 SKILL_LEAF = Path("compositional_skills/extraction/meeting_action_items/qna.yaml")
@@ -194,7 +192,7 @@ def init(path: Path) -> tuple[list[Path], bool]:
         raise die(
             f"{path} already exists and is not an empty folder",
             hint="name a new folder: bootlab taxonomy init PATH",
-            exit_code=EX_CONFLICT,
+            exit_code=Exit.CONFLICT,
         )
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bootlab import yamlfile
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.taxonomy import rules, schema
 from bootlab.taxonomy.model import (
     KNOWLEDGE,
@@ -28,7 +28,6 @@ from bootlab.taxonomy.model import (
 )
 
 KeyPath = tuple[str | int, ...]
-EX_NOT_FOUND = 6
 _SUFFIXES = (".yaml", ".yml")
 
 
@@ -36,7 +35,7 @@ def find_root(path: Path) -> Path:
     """The taxonomy `path` is in: itself when it holds knowledge/ or compositional_skills/,
     else the nearest folder above that does (so it runs from inside a leaf), else itself."""
     if not path.exists():
-        raise die(f"{path}: no such file or directory", exit_code=EX_NOT_FOUND)
+        raise die(f"{path}: no such file or directory", exit_code=Exit.NOT_FOUND)
     start = path if path.is_dir() else path.parent
     for candidate in (start, *start.resolve().parents):
         if any((candidate / top).is_dir() for top in TOP_FOLDERS):
@@ -75,7 +74,7 @@ def check(path: Path, only: Sequence[Path] | None = None) -> Report:
                 f"{path}: not a taxonomy (no {', '.join(f'{t}/' for t in TOP_FOLDERS)} folders "
                 "and no qna.yaml files)",
                 hint="`bootlab taxonomy init PATH` writes a starting taxonomy",
-                exit_code=EX_NOT_FOUND,
+                exit_code=Exit.NOT_FOUND,
             )
         selected = everything
     report = Report(root=root)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bootlab import datasets, files, text
 from bootlab.config import Config, Train
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.modelinfo import hf_config, weights_bytes
 from bootlab.paths import Paths
 from bootlab.store.layout import model_store
@@ -21,7 +21,7 @@ from bootlab.sysinfo import SystemInfo
 from bootlab.train import estimate
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import LoRAPlan, PhasePlan, Plan
-from bootlab.workloads import EX_CONFIG, ml_python, store_model
+from bootlab.workloads import ml_python, store_model
 
 
 def checkpoints_root(paths: Paths) -> Path:
@@ -41,7 +41,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
         raise die(
             f"no training data: neither train.data nor train.phases is set in {paths.config_file}",
             hint="import data (`bootlab data import FILE.jsonl --name NAME`) and set train.data",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     python = ml_python(paths, "transformers", "the training stack (torch, transformers)")
     found = [_dataset(paths, phase.data, f"phase {phase.name}") for phase in phases]
@@ -52,7 +52,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
             f"train.max_seq_len {train.max_seq_len} is above what model '{train.model}' "
             f"supports ({limit}, its max_position_embeddings)",
             hint=f"set train.max_seq_len: {limit} or less",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     gpus = _gpus(train, system)
     processes = _processes(train, gpus)
@@ -73,7 +73,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
     try:
         Checkpoints(checkpoints, job, fingerprint).claim()
     except CheckpointError as error:
-        raise die(error.message, hint=error.hint, exit_code=EX_CONFIG) from None
+        raise die(error.message, hint=error.hint, exit_code=Exit.NOT_CONFIGURED) from None
     job_plan = Plan(
         job=job,
         fingerprint=fingerprint,
@@ -119,7 +119,7 @@ def _selection(train: Train) -> tuple[dict[str, object], ...]:
             f"train.select_with: {train.select_with} holds judged questions; selecting "
             "epochs needs multiple choice (scored without a judge)",
             hint="give a multiple-choice benchmark, or remove train.select_with",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return tuple(asdict(item) for item in items)
 
@@ -132,7 +132,7 @@ def _dataset(paths: Paths, name: str, where: str) -> datasets.Dataset:
             f"{where} trains on dataset '{name}', which is not imported",
             hint="import it (`bootlab data import FILE.jsonl --name NAME`); `bootlab data "
             "list` shows what is there",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         ) from error
 
 
@@ -143,7 +143,7 @@ def _gpus(train: Train, system: SystemInfo) -> int:
         raise die(
             f"train.gpus is {wanted}, but this machine has {available} GPU(s)",
             hint=f"set train.gpus: {available or 0} or auto",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return wanted
 
@@ -157,7 +157,7 @@ def _processes(train: Train, gpus: int) -> int:
             f"train.processes is {train.processes} for {gpus} GPU(s): on GPUs it is one "
             "process a GPU",
             hint="set train.processes: auto, or train.gpus: 0 to train in CPU processes",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return train.processes
 
@@ -188,7 +188,7 @@ def _check_memory(
                 f"{text.size(need.activations)} for activations) and "
                 f"{text.size(memory)} is available",
                 hint="; or ".join(advice),
-                exit_code=EX_CONFIG,
+                exit_code=Exit.NOT_CONFIGURED,
             )
         return None
     vram = min(gpu.memory_mib for gpu in system.gpus) * 2**20
@@ -201,7 +201,7 @@ def _check_memory(
             f"memory and {gpus} GPU(s) of {text.size(vram)} cannot hold it, even sharded "
             "with ZeRO stage 3 and the optimizer offloaded to CPU memory",
             hint="; or ".join(advice),
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
     return zero
 
@@ -219,7 +219,7 @@ def _check_disk(checkpoints: Path, need: estimate.Estimate, train: Train, epochs
             f"and {text.size(free)} is free",
             hint="free space (`bootlab model gc`, old jobs under "
             f"{checkpoints.parent}), lower train.keep_checkpoints, or use LoRA",
-            exit_code=EX_CONFIG,
+            exit_code=Exit.NOT_CONFIGURED,
         )
 
 

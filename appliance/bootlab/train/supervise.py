@@ -18,7 +18,7 @@ from typing import Any
 
 from bootlab import files, journal, text
 from bootlab.config import Config
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
@@ -102,21 +102,21 @@ def supervise(
         receiver.close()
     if relay.error is not None:
         raise die(relay.error["error"], relay.error.get("hint"), int(relay.error["code"]))
-    if code != 0:
+    if code != Exit.OK:
         raise die(
             f"the training worker exited with code {code}",
             hint="see journalctl -u bootlab-train -n 100; the job resumes from its last "
             "checkpoint on the next start",
-            exit_code=1,
+            exit_code=Exit.ERROR,
         )
     if relay.done is None:
         relay.write("stopped")
         log.info("job %s stopped; it resumes from its last checkpoint", plan.job)
-        return 0
+        return Exit.OK
     publish(plan, config, paths)
     relay.write("done")
     journal.notify(f"STATUS=job {plan.job} done: model {plan.output} is in the store")
-    return 0
+    return Exit.OK
 
 
 def publish(plan: Plan, config: Config, paths: Paths) -> None:
@@ -130,7 +130,7 @@ def publish(plan: Plan, config: Config, paths: Paths) -> None:
         raise die(
             f"job {plan.job} finished but {final} is gone",
             hint=f"remove {plan.checkpoints}/result.json to train again",
-            exit_code=1,
+            exit_code=Exit.ERROR,
         )
     record = local.pull(str(final), plan.output, store, progress=Progress(), move=True)
     log.info("published %s (%s) into the model store", plan.output, text.size(record.size))

@@ -10,13 +10,11 @@ import threading
 import traceback
 from pathlib import Path
 
+from bootlab.errors import Exit
 from bootlab.train.checkpoint import CheckpointError
 from bootlab.train.events import Events
 from bootlab.train.plan import Plan
 from bootlab.train.tokens import DataError
-
-EX_DATA = 65
-EX_CONFIG = 78
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,39 +40,39 @@ def main(argv: list[str] | None = None) -> int:
             error=f"{len(shown)} problem(s) in the training data:\n  " + "\n  ".join(shown),
             hint="fix the lines named and import the dataset again (bootlab data "
             "import); nothing was trained",
-            code=EX_DATA,
+            code=Exit.DATA,
         )
-        return EX_DATA
+        return Exit.DATA
     except CheckpointError as error:
-        events.emit("error", error=error.message, hint=error.hint, code=EX_CONFIG)
-        return EX_CONFIG
+        events.emit("error", error=error.message, hint=error.hint, code=Exit.NOT_CONFIGURED)
+        return Exit.NOT_CONFIGURED
     except Stopped:
         events.emit("stopped")
-        return 0
+        return Exit.OK
     except torch.OutOfMemoryError:
         events.emit(
             "error",
             error="out of memory while training",
             hint="lower train.max_batch_len, use LoRA (train.lora), or more GPUs; the "
             "job resumes from its last checkpoint",
-            code=1,
+            code=Exit.ERROR,
         )
-        return 1
+        return Exit.ERROR
     except Exception as error:  # the reason reaches the admin, the trace the journal
         events.emit(
             "error",
             error=f"training failed: {error.__class__.__name__}: {error}",
             hint="see journalctl -u bootlab-train; the job resumes from its last "
             "checkpoint on the next start",
-            code=1,
+            code=Exit.ERROR,
         )
         traceback.print_exc()
-        return 1
+        return Exit.ERROR
     finally:
         Ranks().stop()
     # The history stays in result.json: a long job's would not fit one event.
     events.emit("done", final=result["final"], best=result["best"])
-    return 0
+    return Exit.OK
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bootlab.errors import BootlabError, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store, check_name, safe_relative
@@ -40,6 +40,8 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _CHILD = r"""
 import json, sys
 
+FAILED = 3  # the child's own protocol: "a JSON line says why", not an appliance exit code
+
 def say(**fields):
     print(json.dumps(fields), flush=True)
 
@@ -47,7 +49,7 @@ try:
     from huggingface_hub import HfApi, errors, snapshot_download
 except ImportError as error:
     say(error="missing", detail=str(error))
-    sys.exit(3)
+    sys.exit(FAILED)
 
 def kind(error):
     if isinstance(error, errors.GatedRepoError):
@@ -78,7 +80,7 @@ except Exception as error:
     status = getattr(getattr(error, "response", None), "status_code", None)
     detail = " ".join(f"{type(error).__name__}: {error}".split())[:300]
     say(error=kind(error), status=status, detail=detail)
-    sys.exit(3)
+    sys.exit(FAILED)
 """
 
 # What each failure the child names means to the user: message, hint, exit code.
@@ -86,32 +88,36 @@ _FAILURES = {
     "repo": (
         "{what}: no such model repo on {hub}, or it is private",
         "check the name; for a private repo export HF_TOKEN (a token that can read it)",
-        6,
+        Exit.NOT_FOUND,
     ),
     "gated": (
         "{what} is gated: its terms must be accepted on {hub} first",
         "accept them with your account, then export HF_TOKEN with a token of that account",
-        4,
+        Exit.CREDENTIALS,
     ),
-    "auth": ("{hub} refused access to {what} (HTTP {status})", "check HF_TOKEN", 4),
+    "auth": ("{hub} refused access to {what} (HTTP {status})", "check HF_TOKEN", Exit.CREDENTIALS),
     "revision": (
         "{what}: the repo has no revision '{revision}'",
         "use a branch, tag or commit of the repo",
-        6,
+        Exit.NOT_FOUND,
     ),
     "network": (
         "cannot reach {hub} to pull {what}: {detail}",
         "check the network or the Hub address (models.hf_endpoint, HF_ENDPOINT); "
         "pull again to resume",
-        5,
+        Exit.UNREACHABLE,
     ),
-    "http": ("{hub} failed while sending {what}: {detail}", "pull again later: it resumes", 5),
+    "http": (
+        "{hub} failed while sending {what}: {detail}",
+        "pull again later: it resumes",
+        Exit.UNREACHABLE,
+    ),
     "disk": (
         "the disk is full while downloading {what}",
         "free space (bootlab model gc), then pull again: it resumes",
-        8,
+        Exit.DISK_FULL,
     ),
-    "other": ("downloading {what} failed: {detail}", None, 1),
+    "other": ("downloading {what} failed: {detail}", None, Exit.ERROR),
 }
 
 
@@ -128,7 +134,7 @@ def parse_reference(text: str) -> tuple[str, str | None]:
         raise die(
             f"'{text}' is not a Hugging Face model reference",
             hint="use hf://ORG/REPO or hf://ORG/REPO@REVISION (a branch, tag or commit)",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     return match["repo"], match["revision"]
 
@@ -227,11 +233,11 @@ def _download(
         raise die(
             f"the download of {what} was interrupted ({signal.Signals(-child.returncode).name})",
             hint="pull again: the files that finished are kept and not fetched again",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         )
     if failure is None:
         last = errors.strip().splitlines()[-1:] or ["no output"]
-        raise die(f"huggingface_hub failed to download {what}: {last[0]}", exit_code=1)
+        raise die(f"huggingface_hub failed to download {what}: {last[0]}", exit_code=Exit.ERROR)
     kind = str(failure["error"])
     if kind == "missing":
         raise _needs_ml_stack(f"{python} cannot import it ({failure.get('detail')})")
@@ -251,7 +257,7 @@ def _needs_ml_stack(why: str) -> BootlabError:
 def _listing(said: dict[str, Any], hub: str, what: str) -> _Listing:
     commit, files = said.get("commit"), said.get("files")
     if not isinstance(commit, str) or not _COMMIT.match(commit) or not isinstance(files, list):
-        raise die(f"{hub} does not answer like the Hugging Face Hub", exit_code=7)
+        raise die(f"{hub} does not answer like the Hugging Face Hub", exit_code=Exit.CORRUPT)
     return _Listing(
         commit,
         {
@@ -272,7 +278,7 @@ def _ingest(listing: _Listing, staging: Path, store: Store, *, what: str) -> dic
         raise die(
             f"{what}: {len(missing)} file(s) did not arrive ({', '.join(missing[:3])})",
             hint="pull again: it resumes",
-            exit_code=5,
+            exit_code=Exit.UNREACHABLE,
         )
     entries = {}
     for path, (size, sha256) in listing.files.items():
@@ -284,7 +290,7 @@ def _ingest(listing: _Listing, staging: Path, store: Store, *, what: str) -> dic
                 f"{what}: {path} arrived with other content than the Hub lists "
                 f"({entry.digest}, {entry.size} bytes)",
                 hint="pull again; if it persists, the mirror serves a corrupt file",
-                exit_code=7,
+                exit_code=Exit.CORRUPT,
             )
         entries[path] = entry
     return entries

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store
 
@@ -29,7 +29,7 @@ def pull(
         raise die(
             f"'{text}' is not an absolute path",
             hint="give the model's directory or file as an absolute path",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     if not source.exists():
         if _in_private_tmp(source):
@@ -38,20 +38,20 @@ def pull(
                 "own (systemd's PrivateTmp=)",
                 hint="move the model out of /tmp, e.g. into your home directory or "
                 "/var/lib/bootlab, and pull it from there",
-                exit_code=2,
+                exit_code=Exit.USAGE,
             )
         raise die(
             f"'{text}' is neither a model reference nor a path that exists",
             hint="use docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV], or a "
             "local directory or file",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     root = source.resolve()
     if len(root.parts) <= 2 and root.is_dir():
         raise die(
             f"refusing to import {root}: that is a system directory, not a model",
             hint="give the model's own directory",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     if root.is_file():
         chosen = {root.name: root}
@@ -60,17 +60,19 @@ def pull(
         for path in sorted(root.rglob("*")):
             if path.is_symlink() and not path.resolve().is_relative_to(root):
                 raise die(
-                    f"{path} links outside {root}", hint="copy the file in instead", exit_code=7
+                    f"{path} links outside {root}",
+                    hint="copy the file in instead",
+                    exit_code=Exit.CORRUPT,
                 )
             if path.is_file():
                 chosen[str(path.relative_to(root))] = path
             elif not path.is_dir():
-                raise die(f"{path} is not a regular file", exit_code=7)
+                raise die(f"{path} is not a regular file", exit_code=Exit.CORRUPT)
     progress.total = sum(path.stat().st_size for path in chosen.values())
     entries: dict[str, FileEntry] = {}
     for relative, path in chosen.items():
         if not os.access(path, os.R_OK):
-            raise die(f"cannot read {path}", hint="check its permissions", exit_code=1)
+            raise die(f"cannot read {path}", hint="check its permissions", exit_code=Exit.ERROR)
         entry = store.ingest(path, move=move)
         entries[relative] = entry
         progress.add(entry.size, fetched=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bootlab import auth, files
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.registry import Session, normalize_registry
 from bootlab.store.fetch import Progress, fetch_blob
@@ -63,7 +63,7 @@ def parse_reference(text: str) -> ImageReference:
         raise die(
             f"'{text}' is not a full image reference",
             hint="give registry/repository[:tag], e.g. docker://quay.io/org/granite-7b:1.0",
-            exit_code=2,
+            exit_code=Exit.USAGE,
         )
     return ImageReference(
         normalize_registry(match["registry"]), match["repository"], match["tag"], match["digest"]
@@ -94,18 +94,20 @@ def _manifest(session: Session, reference: ImageReference) -> tuple[dict[str, An
             response.close()
         digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
         if selector.startswith("sha256:") and digest != selector:
-            raise die(f"{reference}: the manifest arrived with digest {digest}", exit_code=7)
+            raise die(
+                f"{reference}: the manifest arrived with digest {digest}", exit_code=Exit.CORRUPT
+            )
         try:
             document = json.loads(raw)
         except ValueError:
-            raise die(f"{reference}: the manifest is not JSON", exit_code=7) from None
+            raise die(f"{reference}: the manifest is not JSON", exit_code=Exit.CORRUPT) from None
         if document.get("mediaType") in INDEXES or "manifests" in document:
             selector = _pick_platform(document, reference)
             continue
         if not isinstance(document.get("layers"), list):
-            raise die(f"{reference}: the manifest lists no layers", exit_code=7)
+            raise die(f"{reference}: the manifest lists no layers", exit_code=Exit.CORRUPT)
         return document, digest
-    raise die(f"{reference}: an index points at another index", exit_code=7)
+    raise die(f"{reference}: an index points at another index", exit_code=Exit.CORRUPT)
 
 
 def _pick_platform(index: dict[str, Any], reference: ImageReference) -> str:
@@ -115,7 +117,7 @@ def _pick_platform(index: dict[str, Any], reference: ImageReference) -> str:
         if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
             return check_digest(str(entry["digest"]))
     if not entries:
-        raise die(f"{reference}: the image index is empty", exit_code=7)
+        raise die(f"{reference}: the image index is empty", exit_code=Exit.CORRUPT)
     return check_digest(str(entries[0]["digest"]))
 
 
@@ -153,7 +155,7 @@ def pull(
             raise die(
                 f"{reference}: zstd-compressed layers are not supported yet",
                 hint="push the model uncompressed or with gzip",
-                exit_code=7,
+                exit_code=Exit.CORRUPT,
             )
     _need_space(store, layers, reference)
     progress.total = sum(int(layer["size"]) for layer in layers)
@@ -234,7 +236,7 @@ def push(
     record = store.record(name)
     reference = parse_reference(text)
     if reference.digest:
-        raise die("push to a tag, not a digest", exit_code=2)
+        raise die("push to a tag, not a digest", exit_code=Exit.USAGE)
     session = _session(reference, paths, tls_verify, push=True)
     config = json.dumps(
         {"name": record.name, "source": record.source, "files": len(record.files)}, sort_keys=True
@@ -306,7 +308,9 @@ def _start_upload(session: Session) -> str:
     response.close()
     location = response.headers.get("location", "")
     if not location:
-        raise die(f"{session.registry} started an upload without a location", exit_code=5)
+        raise die(
+            f"{session.registry} started an upload without a location", exit_code=Exit.UNREACHABLE
+        )
     return location
 
 
