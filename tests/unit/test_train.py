@@ -47,6 +47,17 @@ def test_a_job_file_is_checked_with_its_own_line_numbers() -> None:
     assert "did you mean 'learning_rate'" in raised.value.message
 
 
+def test_a_job_file_speaks_like_the_image_spec() -> None:
+    """One explainer for the config, job files and the spec: a missing key and a count of the
+    other problems read the same everywhere."""
+    text = "phases:\n  - name: k\n  - {name: s, data: d, epochs: 0}\n"
+    with pytest.raises(BootlabError) as raised:
+        config.load_job(text, "job.yaml")
+    first, *rest = raised.value.message.splitlines()
+    assert first == "job.yaml:2: phases.0.data: required key is missing (and 1 more)"
+    assert rest == ["  job.yaml:3: phases.1.epochs: Input should be greater than or equal to 1"]
+
+
 def test_a_job_file_replaces_the_configs_data() -> None:
     job = config.load_job("phases:\n  - {name: k, data: d}\n", "job.yaml")
     assert job["data"] is None
