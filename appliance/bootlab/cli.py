@@ -735,8 +735,7 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
         judge = Teacher(args.judge_endpoint, args.judge_model)
     elif kind == "judged":
         served = _api(paths, "GET", "/v1/services/serve")
-        if served.get("endpoint"):
-            judge = Teacher(served["endpoint"], served["model"])
+        judge = run.served_judge(served, settings.serve.api_key_file)
     results = []
     for name in [args.name, *([args.against] if args.against else [])]:
         # A name from the store, or a directory such as a training checkpoint's candidate.

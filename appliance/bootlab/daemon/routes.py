@@ -54,6 +54,7 @@ from bootlab.api import (
     TrainingState,
     VerifyResult,
 )
+from bootlab.apikey import read_api_key
 from bootlab.daemon.jobs import Jobs
 from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
@@ -445,10 +446,8 @@ def _teacher(context: Context, body: GenerateRequest) -> Teacher:
     key_file = body.api_key_file or (None if body.endpoint else settings.serve.api_key_file)
     key = None
     if key_file:
-        try:
-            key = Path(key_file).read_text().strip()
-        except OSError as error:
-            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=Exit.USAGE) from None
+        setting = "--api-key-file" if body.api_key_file else "serve.api_key_file"
+        key = read_api_key(key_file, setting=setting, exit_code=Exit.USAGE)
     if body.endpoint:
         if not body.model:
             raise die("--endpoint needs --model: the teacher's model name", exit_code=Exit.USAGE)
