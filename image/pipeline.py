@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bootlab import files
 from bootlab.errors import BootlabError, die
 
 from image import podman
@@ -178,9 +179,10 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                     hint=f"build from a machine with Python {python}, or drop {name} from "
                     "ml.compile",
                 )
-            with step(f"compiling {name} {version} (once; cached in {directory})"):
-                partial = directory.with_suffix(".partial")
-                shutil.rmtree(partial, ignore_errors=True)
+            with (
+                step(f"compiling {name} {version} (once; cached in {directory})"),
+                files.cache_entry(directory, marker=".complete") as partial,
+            ):
                 run(
                     [
                         sys.executable,
@@ -196,9 +198,6 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                     capture=True,
                     what=f"compiling {name}",
                 )
-                (partial / ".complete").touch()
-                shutil.rmtree(directory, ignore_errors=True)
-                partial.rename(directory)
         directories.append(directory)
     return directories
 
@@ -212,9 +211,10 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
     compiled = compile_wheels(spec, python)
     wheelhouse = cache_dir() / "wheels" / key_of(requirements, python, _PLATFORMS, compiled)
     if not (wheelhouse / ".complete").exists():
-        with step(f"downloading {len(requirements)} requirements for Python {python}"):
-            partial = wheelhouse.with_suffix(".partial")
-            shutil.rmtree(partial, ignore_errors=True)
+        with (
+            step(f"downloading {len(requirements)} requirements for Python {python}"),
+            files.cache_entry(wheelhouse, marker=".complete") as partial,
+        ):
             platforms = [arg for platform in _PLATFORMS for arg in ("--platform", platform)]
             run(
                 [
@@ -236,9 +236,6 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
                 what="downloading the wheelhouse",
             )
             refuse_gpu_wheels(spec, partial)
-            (partial / ".complete").touch()
-            shutil.rmtree(wheelhouse, ignore_errors=True)
-            partial.rename(wheelhouse)
     target.mkdir()
     for wheel in wheelhouse.glob("*.whl"):
         os.link(wheel, target / wheel.name)  # same filesystem as the cache: no copy
