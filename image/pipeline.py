@@ -99,23 +99,20 @@ def build_appliance_wheel(dist: Path) -> None:
             else:
                 shutil.copy2(origin, source / name)
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "--wheel-dir",
-                dist,
-                source,
-            ],
-            env=env,
-            capture=True,
-            what="building the appliance wheel",
-        )
+        build_wheel(source, dist, "building the appliance wheel", "--no-build-isolation", env=env)
+
+
+def build_wheel(
+    requirement: str | Path, dist: Path, what: str, *options: str, env: dict[str, str] | None = None
+) -> None:
+    """One wheel, without its dependencies, by this interpreter's pip."""
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    run(
+        [*pip, *options, "--wheel-dir", dist, requirement],
+        env=env,
+        capture=True,
+        what=what,
+    )
 
 
 def copy_units(context: Path) -> None:
@@ -183,21 +180,7 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                 step(f"compiling {name} {version} (once; cached in {directory})"),
                 files.cache_entry(directory, marker=".complete") as partial,
             ):
-                run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "wheel",
-                        "--quiet",
-                        "--no-deps",
-                        "--wheel-dir",
-                        partial,
-                        f"{name}=={version}",
-                    ],
-                    capture=True,
-                    what=f"compiling {name}",
-                )
+                build_wheel(f"{name}=={version}", partial, f"compiling {name}")
         directories.append(directory)
     return directories
 

@@ -22,26 +22,13 @@ def from_taxonomy(leaves: list[taxonomy.Leaf], cache: Path) -> list[Leaf]:
             for seed in leaf.seed_examples
             for pair in seed.pairs
         )
+        texts: tuple[str, ...] = ()
         if leaf.kind == "knowledge":
             assert leaf.document is not None  # validation requires it
-            found.append(
-                Leaf(
-                    path=leaf.name,
-                    kind="knowledge",
-                    task=leaf.domain or leaf.name,
-                    examples=examples,
-                    documents=documents(leaf.document, cache, leaf.path),
-                )
-            )
-        else:
-            found.append(
-                Leaf(
-                    path=leaf.name,
-                    kind="skill",
-                    task=leaf.task_description or leaf.name,
-                    examples=examples,
-                )
-            )
+            texts = documents(leaf.document, cache, leaf.path)
+        # A knowledge leaf's task is its domain; a skill's, its task description.
+        task = (leaf.domain if leaf.kind == "knowledge" else leaf.task_description) or leaf.name
+        found.append(Leaf(leaf.name, leaf.kind, task, examples, texts))
     return found
 
 
