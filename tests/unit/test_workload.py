@@ -19,7 +19,7 @@ from bootlab.config import Config, Serve
 from bootlab.daemon.routes import _view
 from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
-from bootlab.sdg import teacher
+from bootlab.sdg import job, teacher
 from bootlab.serve import supervise
 from bootlab.serve.backends import Launch, Target
 from bootlab.systemd_bus import UnitState
@@ -92,7 +92,7 @@ def test_what_the_serve_supervisor_writes_the_api_shows(paths: Paths, signals: N
                 pass
             seen["view"] = _view(units.describe("serve", paths, _unit("active")))
             seen["inactive"] = _view(units.describe("serve", paths, _unit("inactive")))
-            seen["teacher"] = teacher.choose(paths, None, None, None)
+            seen["teacher"] = job.teacher(paths, None, None, None)
             seen["file"] = json.loads(state.serve_file(paths).read_text())
         finally:
             if not ended.is_set():  # what systemd sends on `bootlab serve stop`
@@ -133,7 +133,7 @@ def test_a_state_file_with_a_key_the_api_lacks_is_refused(paths: Paths) -> None:
     assert state.serving(paths) is None
     assert _view(units.describe("serve", paths, _unit("active"))).endpoint is None
     with pytest.raises(BootlabError, match="no teacher: nothing is being served"):
-        teacher.choose(paths, None, None, None)
+        job.teacher(paths, None, None, None)
     training = {"job": "j", "state": "running", "output": "o", "phases": ["p"], "started": 1.0}
     state.train_file(paths).write_text(json.dumps({**training, "loss": 2.5}))
     assert state.training(paths) is None

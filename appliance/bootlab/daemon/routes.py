@@ -53,7 +53,6 @@ from bootlab.api import (
 from bootlab.daemon.jobs import Jobs
 from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
-from bootlab.sdg.teacher import choose as choose_teacher
 from bootlab.store import sources
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import ModelRecord, Store, check_name, model_store
@@ -376,39 +375,19 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
     """Synthetic data as a job: the taxonomy's leaves through the teacher, the output kept
     as datasets NAME-knowledge and NAME-skills. Root only: the taxonomy and its documents
     are read from this machine's files."""
-    from bootlab import taxonomy  # noqa: PLC0415 - jsonschema and friends, only here
-    from bootlab.sdg import generate as sdg  # noqa: PLC0415
-    from bootlab.sdg.sources import from_taxonomy  # noqa: PLC0415
+    from bootlab.sdg import generate, job  # noqa: PLC0415 - the generator, only here
 
     _root_only(params)
     name = check_name(body.name)
-    source = Path(body.taxonomy)
-    if not source.is_absolute():
-        raise die(f"'{body.taxonomy}' is not an absolute path", exit_code=Exit.USAGE)
-    teacher = choose_teacher(context.paths, body.endpoint, body.model, body.api_key_file)
-    found = taxonomy.leaves(source, body.ref, changed_only=not body.all)
-    if not found:
-        raise die(
-            f"no leaves to generate from in {source} (none changed"
-            + (f" against {body.ref})" if body.ref else ")"),
-            hint="change or add a qna.yaml, or pass --all for every leaf",
-            exit_code=Exit.DATA,
-        )
-    run_dir = context.paths.state / "sdg" / name
-    settings = sdg.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
-
-    def work(progress: Progress) -> list[DatasetView]:
-        leaves = from_taxonomy(found, run_dir / "documents")
-        outcome = sdg.generate(leaves, teacher, run_dir, settings, progress=progress)
-        sdg.check(outcome, run_dir)
-        made = []
-        for path, suffix in ((outcome.knowledge, "knowledge"), (outcome.skills, "skills")):
-            if path is not None:
-                dataset = datasets.import_file(context.paths.state, path, f"{name}-{suffix}")
-                made.append(DatasetView(**asdict(dataset)))
-        return made
-
-    return context.jobs.start("generate", f"{source} as {name}", work)
+    source = job.taxonomy_dir(body.taxonomy)
+    teacher = job.teacher(context.paths, body.endpoint, body.model, body.api_key_file)
+    settings = generate.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
+    what, work = job.plan(
+        context.paths, name, source, teacher, ref=body.ref, every_leaf=body.all, settings=settings
+    )
+    return context.jobs.start(
+        "generate", what, lambda progress: [DatasetView(**asdict(d)) for d in work(progress)]
+    )
 
 
 _WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(units.WORKLOADS)}

@@ -9,13 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from bootlab import config
-from bootlab.errors import Exit, die
-from bootlab.paths import Paths
-from bootlab.workload import state
 
 RETRIES = 4
 BACKOFF_S = 1.0
@@ -83,30 +77,3 @@ class Teacher:
                 "the teacher's answer has no choices[0].message.content", transient=False
             ) from None
         return str(content or "")
-
-
-def choose(
-    paths: Paths, endpoint: str | None, model: str | None, api_key_file: str | None
-) -> Teacher:
-    """The endpoint asked for, or the model bootlab-serve serves now (with its API key)."""
-    settings = config.load(paths)
-    key_file = api_key_file or (None if endpoint else settings.serve.api_key_file)
-    key = None
-    if key_file:
-        try:
-            key = Path(key_file).read_text().strip()
-        except OSError as error:
-            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=Exit.USAGE) from None
-    if endpoint:
-        if not model:
-            raise die("--endpoint needs --model: the teacher's model name", exit_code=Exit.USAGE)
-        return Teacher(endpoint, model, key)
-    served = state.serving(paths)
-    if served is None:
-        raise die(
-            "no teacher: nothing is being served",
-            hint="serve the teacher (`bootlab serve start MODEL`), or give --endpoint URL "
-            "--model NAME",
-            exit_code=Exit.NOT_CONFIGURED,
-        )
-    return Teacher(served.endpoint, model or served.model, key)
