@@ -111,17 +111,14 @@ def _view(service: units.Service) -> ServiceState:
     """The unit as systemd says (since: seconds, not µs), with what is served, if anything."""
     unit = asdict(service.unit)
     since_us = unit.pop("since_us")
-    serving = service.serving
+    served = service.serving
+    shown = served.model_dump(include={"model", "backend", "endpoint"}) if served else {}
     return ServiceState(
         workload=service.workload,
         **unit,
+        **shown,
         since=since_us / 1e6 if since_us else None,
-        **(
-            {"model": serving.model, "backend": serving.backend, "endpoint": serving.endpoint}
-            if serving
-            else {}
-        ),
-        ready_at=serving.ready if serving else None,
+        ready_at=served.ready if served else None,
         training=service.training,
     )
 
