@@ -237,11 +237,9 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
     if args.action == "status":
         state = _api(paths, "GET", f"/v1/services/{workload}")
     elif args.action == "start":
-        options = ("model", "port", "backend", "max_model_len")
-        body = {key: getattr(args, key) for key in options if getattr(args, key, None)}
-        if getattr(args, "job", None):
-            body["job_yaml"] = _read_text(args.job)
-            body["job_source"] = os.path.abspath(args.job)
+        from bootlab.workload import request  # noqa: PLC0415
+
+        body = request.body(vars(args), getattr(args, "job", None))
         state = _api(paths, "POST", f"/v1/services/{workload}/start", body)
         if getattr(args, "follow", False):
             state = _follow_training(paths)
@@ -273,13 +271,6 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> int:
             ]
         )
     return Exit.OK
-
-
-def _read_text(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise die(f"cannot read {path}: {error}", exit_code=Exit.USAGE) from None
 
 
 def _training_line(step: dict[str, Any], width: int = 20) -> str:
@@ -566,32 +557,9 @@ def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_workload_run(args: argparse.Namespace, paths: Paths) -> int:
     """The unit's ExecStart: preflight, the GPU lock, then the supervised workload (READY
     once the model answers, or once the training data is checked)."""
-    from bootlab import config, files, gpu_lock, journal, services, sysinfo  # noqa: PLC0415
+    from bootlab.workload import entrypoint  # noqa: PLC0415
 
-    journal.setup_logging(f"bootlab-{args.workload}")
-    failure = services.failure_file(paths, args.workload)
-    try:
-        settings = services.with_override(config.load(paths), paths, args.workload)
-        system = sysinfo.probe(paths.state)
-        if args.workload == "serve":
-            from bootlab.serve import preflight, supervise  # noqa: PLC0415
-
-            backend, target = preflight.plan(settings, paths, system)
-            lock = gpu_lock.acquire(paths.gpu_lock, "serve")
-            return supervise.supervise(backend, target, paths, lock)
-        from bootlab.train import preflight as train_preflight  # noqa: PLC0415
-        from bootlab.train import supervise as train_supervise  # noqa: PLC0415
-
-        python, job = train_preflight.plan(settings, paths, system)
-        lock = gpu_lock.acquire(paths.gpu_lock, "train")
-        plan_path = train_preflight.write(paths, job)
-        return train_supervise.supervise(
-            python, job, plan_path, config=settings, paths=paths, lock=lock
-        )
-    except BootlabError as error:
-        reason = {"error": error.message, "hint": error.hint, "code": error.exit_code}
-        files.write_atomic(failure, json.dumps(reason).encode(), 0o644)
-        raise
+    return entrypoint.run(args.workload, paths)
 
 
 def cmd_gpu_run(args: argparse.Namespace, paths: Paths) -> int:
@@ -708,12 +676,13 @@ def cmd_taxonomy_init(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
     """Runs here, not in the daemon: it loads the model in the ML venv like any job of the
     admin's, reading the store (group-readable) and the admin's own files."""
-    from bootlab import config, workloads  # noqa: PLC0415
+    from bootlab import config  # noqa: PLC0415
     from bootlab.evaluate import run, tasks  # noqa: PLC0415
     from bootlab.sdg.teacher import Teacher  # noqa: PLC0415
+    from bootlab.workload import launch  # noqa: PLC0415
 
     settings = config.load(paths)
-    python = workloads.ml_python(paths, "transformers", "the evaluation stack (transformers)")
+    python = launch.ml_python(paths, "transformers", "the evaluation stack (transformers)")
     if args.tasks:
         kind, items = tasks.load(_path(args.tasks))
         benchmark = args.tasks
@@ -742,7 +711,7 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> int:
         model = (
             Path(name)
             if os.path.isabs(name) and Path(name, "config.json").is_file()
-            else workloads.store_model(settings, paths, name, "the model", "evaluate")
+            else launch.store_model(settings, paths, name, "the model", "evaluate")
         )
         results.append(
             run.evaluate(

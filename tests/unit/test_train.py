@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bootlab import config, datasets, services
+from bootlab import config, datasets
 from bootlab.api import TrainingState
 from bootlab.errors import BootlabError
 from bootlab.paths import Paths
@@ -21,8 +21,9 @@ from bootlab.train import estimate, preflight
 from bootlab.train.batching import epoch_order, micro_batches, split
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
-from bootlab.train.supervise import Relay, state_file, worker_env
+from bootlab.train.supervise import Relay, worker_env
 from bootlab.train.tokens import IGNORE, sample
+from bootlab.workload import state
 from train_data import write
 
 pytestmark = pytest.mark.unit
@@ -87,11 +88,11 @@ def test_contradicting_settings_are_refused(
 
 def test_a_train_start_job_persists_and_lays_over_the_config(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
-    override = services.override_file(paths, "train")
+    override = state.override_file(paths, "train")
     assert override.is_relative_to(paths.state)  # /var: the job survives a reboot
     override.parent.mkdir(parents=True)
     override.write_text(json.dumps({"model": "m", "phases": [{"name": "k", "data": "d"}]}))
-    merged = services.with_override(config.Config(), paths, "train")
+    merged = state.with_override(config.Config(), paths, "train")
     assert merged.train.model == "m"
     assert merged.train.output_name() == "m-tuned" == merged.train.job_name()
 
@@ -375,9 +376,9 @@ def test_the_status_file_is_what_the_daemon_reads(appliance: Paths) -> None:
         "step_s": 0.5, "eta_s": 3.0,
     }  # fmt: skip
     relay.handle({"event": "step", **step})
-    state = TrainingState.model_validate_json(state_file(appliance).read_bytes())
-    assert (state.job, state.state, state.device) == (plan.job, "running", where)
-    assert state.progress is not None and state.progress.step == 3
+    read = TrainingState.model_validate_json(state.train_file(appliance).read_bytes())
+    assert (read.job, read.state, read.device) == (plan.job, "running", where)
+    assert read.progress is not None and read.progress.step == 3
 
 
 def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> None:

@@ -17,7 +17,7 @@ from bootlab.apikey import served_key
 from bootlab.errors import Exit, die
 from bootlab.evaluate.tasks import Choice, Judged, Kind
 from bootlab.sdg.teacher import Teacher, TeacherError
-from bootlab.workloads import ml_module_argv
+from bootlab.workload.launch import ml_module_argv
 
 SCORE = re.compile(r"\b(10|[1-9])\b")
 

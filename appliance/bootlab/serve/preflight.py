@@ -18,7 +18,7 @@ from bootlab.paths import Paths
 from bootlab.serve import gguf
 from bootlab.serve.backends import Backend, Target, choose, gguf_file
 from bootlab.sysinfo import SystemInfo
-from bootlab.workloads import ml_python, store_model
+from bootlab.workload.launch import ml_python, store_model
 
 USABLE_VRAM = 0.9  # what a backend can really use of a GPU's memory
 
