@@ -101,10 +101,10 @@ def cmd_model_verify(args: argparse.Namespace, paths: Paths) -> Shown[VerifyResu
     result: VerifyResult = ask(paths, "POST", f"/v1/models/{args.name}/verify")
     problems = tuple(f"{args.name}: {problem}" for problem in result.problems)
 
-    def show(result: VerifyResult) -> None:
+    def show(verified: VerifyResult) -> None:
         for problem in problems:
             print(problem, file=sys.stderr)
-        if result.ok:
+        if verified.ok:
             print(f"{args.name}: every file matches its digest")
 
     exit_code = Exit.OK if result.ok else Exit.CORRUPT
