@@ -21,7 +21,7 @@ from bootlab.sysinfo import SystemInfo
 from bootlab.train import estimate
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import LoRAPlan, PhasePlan, Plan
-from bootlab.workload.launch import ml_python, store_model
+from bootlab.workload.launch import gpu_count, ml_python, store_model
 
 
 def checkpoints_root(paths: Paths) -> Path:
@@ -54,7 +54,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
             hint=f"set train.max_seq_len: {limit} or less",
             exit_code=Exit.NOT_CONFIGURED,
         )
-    gpus = _gpus(train, system)
+    gpus = gpu_count("train.gpus", train.gpus, system)
     processes = _processes(train, gpus)
     need = estimate.estimate(
         model_config,
@@ -134,18 +134,6 @@ def _dataset(paths: Paths, name: str, where: str) -> datasets.Dataset:
             "list` shows what is there",
             exit_code=Exit.NOT_CONFIGURED,
         ) from error
-
-
-def _gpus(train: Train, system: SystemInfo) -> int:
-    available = len(system.gpus)
-    wanted = available if train.gpus == "auto" else train.gpus
-    if wanted > available:
-        raise die(
-            f"train.gpus is {wanted}, but this machine has {available} GPU(s)",
-            hint=f"set train.gpus: {available or 0} or auto",
-            exit_code=Exit.NOT_CONFIGURED,
-        )
-    return wanted
 
 
 def _processes(train: Train, gpus: int) -> int:
