@@ -23,6 +23,17 @@ from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import LoRAPlan, PhasePlan, Plan
 from bootlab.workload.launch import gpu_count, ml_python, store_model
 
+# The settings the worker takes as they are; the plan resolves the others.
+_AS_SET = {
+    "max_seq_len",
+    "max_batch_len",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "held_out",
+    "seed",
+    "precision",
+}
+
 
 def checkpoints_root(paths: Paths) -> Path:
     return paths.state / "checkpoints"
@@ -82,22 +93,12 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
         checkpoints=str(checkpoints),
         phases=tuple(
             PhasePlan(
-                name=phase.name,
+                **phase.model_dump(exclude={"data"}),
                 data=str(datasets.directory(paths.state) / phase.data / "data.jsonl"),
-                epochs=phase.epochs,
-                learning_rate=phase.learning_rate,
-                effective_batch_size=phase.effective_batch_size,
-                warmup_steps=phase.warmup_steps,
             )
             for phase in phases
         ),
-        max_seq_len=train.max_seq_len,
-        max_batch_len=train.max_batch_len,
-        checkpoint_every=train.checkpoint_every,
-        keep_checkpoints=train.keep_checkpoints,
-        held_out=train.held_out,
-        seed=train.seed,
-        precision=train.precision,
+        **train.model_dump(include=_AS_SET),
         gpus=gpus,
         processes=processes,
         zero_stage=zero.stage if zero else _cpu_stage(train, processes),
