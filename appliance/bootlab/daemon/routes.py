@@ -4,6 +4,8 @@ from it, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import socket
 import threading
@@ -94,17 +96,33 @@ Handler = Callable[[Context, dict[str, str], Any], BaseModel]
 
 @dataclass(frozen=True)
 class Route:
+    """The body a route takes and the one it answers are its handler's types (the body is
+    the third parameter, None when there is none): said once, and checked by mypy."""
+
     method: str
     path: str  # with {name} parameters
     summary: str
     handler: Handler
-    response: type[BaseModel]
-    body: type[BaseModel] | None = None
     parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → allowed
 
     @property
     def pattern(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+    @property
+    def response(self) -> type[BaseModel]:
+        return _signature(self.handler)[0]
+
+    @property
+    def body(self) -> type[BaseModel] | None:
+        return _signature(self.handler)[1]
+
+
+@functools.cache
+def _signature(handler: Handler) -> tuple[type[BaseModel], type[BaseModel] | None]:
+    signature = inspect.signature(handler, eval_str=True)
+    body = list(signature.parameters.values())[2].annotation
+    return signature.return_annotation, body
 
 
 def _view(service: units.Service) -> ServiceState:
@@ -390,122 +408,61 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
 _WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(units.WORKLOADS)}
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/status", "Appliance status at a glance", get_status, Status),
-    Route(
-        "GET",
-        "/v1/system/info",
-        "Hardware: GPUs, CPU, memory, disk",
-        get_system_info,
-        sysinfo.SystemInfo,
-    ),
-    Route("GET", "/v1/auth", "Registries logged in to (never secrets)", get_auth, AuthStatus),
+    Route("GET", "/v1/status", "Appliance status at a glance", get_status),
+    Route("GET", "/v1/system/info", "Hardware: GPUs, CPU, memory, disk", get_system_info),
+    Route("GET", "/v1/auth", "Registries logged in to (never secrets)", get_auth),
     Route(
         "POST",
         "/v1/auth/login",
         "Check credentials, then store them for podman and bootc",
         post_login,
-        LoginResponse,
-        LoginRequest,
     ),
-    Route(
-        "POST",
-        "/v1/auth/logout",
-        "Forget a registry's credentials",
-        post_logout,
-        LogoutResponse,
-        LogoutRequest,
-    ),
-    Route("GET", "/v1/config", "Settings in effect", get_config, ConfigView),
+    Route("POST", "/v1/auth/logout", "Forget a registry's credentials", post_logout),
+    Route("GET", "/v1/config", "Settings in effect", get_config),
     Route(
         "POST",
         "/v1/config/init",
         "Write /etc/bootlab/config.yaml for this machine",
         post_config_init,
-        ConfigInitResponse,
-        ConfigInitRequest,
     ),
     Route(
         "GET",
         "/v1/services/{workload}",
         "State of the serve or train service",
         get_service,
-        ServiceState,
-        parameters=_WORKLOAD,
+        _WORKLOAD,
     ),
     Route(
         "POST",
         "/v1/services/{workload}/start",
         "Start serve or train (stops the other)",
         post_service_start,
-        ServiceState,
-        StartRequest,
-        parameters=_WORKLOAD,
+        _WORKLOAD,
     ),
     Route(
-        "POST",
-        "/v1/services/{workload}/stop",
-        "Stop serve or train",
-        post_service_stop,
-        ServiceState,
-        parameters=_WORKLOAD,
+        "POST", "/v1/services/{workload}/stop", "Stop serve or train", post_service_stop, _WORKLOAD
     ),
-    Route("GET", "/v1/models", "Models in the store", get_models, ModelList),
-    Route(
-        "POST",
-        "/v1/models/pull",
-        "Pull a model (a job: poll /v1/jobs/{id})",
-        post_pull,
-        Job,
-        PullRequest,
-    ),
-    Route(
-        "POST",
-        "/v1/models/push",
-        "Push a model as an OCI artifact (a job)",
-        post_push,
-        Job,
-        PushRequest,
-    ),
-    Route("POST", "/v1/models/gc", "Free what no model uses", post_gc, GcResult),
-    Route("GET", "/v1/models/{name}", "One model, file by file", get_model, Model),
-    Route(
-        "POST",
-        "/v1/models/{name}/verify",
-        "Re-hash a model's files",
-        post_verify,
-        VerifyResult,
-    ),
-    Route(
-        "POST",
-        "/v1/models/{name}/remove",
-        "Remove a name (gc frees the space)",
-        post_remove,
-        Model,
-    ),
-    Route("GET", "/v1/jobs/{id}", "Progress of a pull or push", get_job, Job),
-    Route("GET", "/v1/datasets", "Training datasets", get_datasets, DatasetList),
+    Route("GET", "/v1/models", "Models in the store", get_models),
+    Route("POST", "/v1/models/pull", "Pull a model (a job: poll /v1/jobs/{id})", post_pull),
+    Route("POST", "/v1/models/push", "Push a model as an OCI artifact (a job)", post_push),
+    Route("POST", "/v1/models/gc", "Free what no model uses", post_gc),
+    Route("GET", "/v1/models/{name}", "One model, file by file", get_model),
+    Route("POST", "/v1/models/{name}/verify", "Re-hash a model's files", post_verify),
+    Route("POST", "/v1/models/{name}/remove", "Remove a name (gc frees the space)", post_remove),
+    Route("GET", "/v1/jobs/{id}", "Progress of a pull or push", get_job),
+    Route("GET", "/v1/datasets", "Training datasets", get_datasets),
     Route(
         "POST",
         "/v1/datasets/import",
         "Validate a messages JSONL file, then keep it",
         post_dataset_import,
-        DatasetView,
-        DatasetImportRequest,
     ),
-    Route("GET", "/v1/datasets/{name}", "One dataset", get_dataset, DatasetView),
+    Route("GET", "/v1/datasets/{name}", "One dataset", get_dataset),
     Route(
         "POST",
         "/v1/datasets/generate",
         "Synthetic data from a taxonomy through a teacher (a job)",
         post_generate,
-        Job,
-        GenerateRequest,
     ),
-    Route(
-        "GET",
-        "/v1/jobs/{id}/wait",
-        f"The job once it ends, or after {WAIT_S}s",
-        get_job_wait,
-        Job,
-    ),
+    Route("GET", "/v1/jobs/{id}/wait", f"The job once it ends, or after {WAIT_S}s", get_job_wait),
 )
