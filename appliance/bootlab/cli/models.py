@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -184,6 +185,8 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> Shown[list[Res
     return Shown(results, lambda found: print(run.table(found)), document=document)
 
 
+REFERENCE = Arg(("reference",))
+
 NOUNS = {"model": "The model store"}
 
 COMMANDS = (
@@ -192,7 +195,7 @@ COMMANDS = (
         "model evaluate",
         "Score a model (or compare two) on a benchmark file or a taxonomy's questions",
         cmd_model_evaluate,
-        Arg(("name",), help="a model from the store, or a checkpoint's directory"),
+        replace(NAME, help="a model from the store, or a checkpoint's directory"),
         Arg(("--against",), metavar="MODEL", help="compare with this model"),
         OneOf(
             (
@@ -211,7 +214,7 @@ COMMANDS = (
         "model pull",
         "Pull docker://, oci://, hf://ORG/REPO[@REV] or a local path",
         cmd_model_pull,
-        Arg(("reference",)),
+        REFERENCE,
         Arg(("--name",), help="the model's name in the store (default: from REFERENCE)"),
         TLS_VERIFY,
         json=True,
@@ -221,7 +224,7 @@ COMMANDS = (
         "Push a model as an OCI artifact",
         cmd_model_push,
         NAME,
-        Arg(("reference",), help="docker://REGISTRY/REPOSITORY:TAG"),
+        replace(REFERENCE, help="docker://REGISTRY/REPOSITORY:TAG"),
         TLS_VERIFY,
         json=True,
     ),

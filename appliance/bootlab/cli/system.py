@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bootlab.cli.calls import ask, plain
-from bootlab.cli.command import Arg, Shown, boolean, command
+from bootlab.cli.command import TLS_VERIFY, Arg, Shown, command
 from bootlab.cli.output import ago, service_line, table, warn
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
@@ -204,13 +205,7 @@ COMMANDS = (
             action="store_true",
             help="read the password from standard input (never from arguments)",
         ),
-        Arg(
-            ("--tls-verify",),
-            type=boolean,
-            default=True,
-            metavar="BOOL",
-            help="verify the registry's TLS certificate (default true)",
-        ),
+        replace(TLS_VERIFY, help="verify the registry's TLS certificate (default true)"),
     ),
     command("logout", "Forget a registry's credentials", cmd_logout, Arg(("registry",))),
     command("auth status", "Registries logged in to", cmd_auth_status, json=True),

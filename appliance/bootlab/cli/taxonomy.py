@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +135,7 @@ COMMANDS = (
         "taxonomy init",
         "Write a starting taxonomy: a git repository with a knowledge and a skill example",
         cmd_taxonomy_init,
-        Arg(("path",), nargs="?", default="taxonomy", help="a new folder (default: taxonomy)"),
+        replace(_WHERE, default="taxonomy", help="a new folder (default: taxonomy)"),
         kind=Kind.LOCAL,
     ),
     command(
