@@ -23,7 +23,8 @@ from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
 from bootlab.train.supervise import Relay, state_file, worker_env
 from bootlab.train.tokens import IGNORE, sample
-from train_data import write
+
+from tests.support.train_data import write
 
 pytestmark = pytest.mark.unit
 
