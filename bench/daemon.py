@@ -95,6 +95,7 @@ def measure(bench: harness.Bench, image: str) -> dict[str, object]:
         if time.monotonic() > deadline:
             sys.exit("the image did not boot within 120 s")
         time.sleep(0.5)
+    bench.note("booted; measuring inside the container")
     samples = json.dumps(QUICK if bench.quick else SAMPLES)
     python = "/usr/lib/bootlab/venv/bin/python"
     result: dict[str, Any] = json.loads(

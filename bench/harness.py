@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -78,15 +78,18 @@ class Process:
     pid: int
     ppid: int
     pgid: int
+    sid: int
     command: str
 
     def __str__(self) -> str:
         return f"pid {self.pid} (parent {self.ppid}, group {self.pgid}): {self.command}"
 
 
-def carriers(token: str, *, prefix: bool = False) -> list[Process]:
+def carriers(token: str, *, prefix: bool = False, sessions: Collection[int] = ()) -> list[Process]:
     """Live processes (zombies aside) other than this one whose environment holds
-    BOOTLAB_BENCH_RUN=token (with `prefix`, a value starting with token)."""
+    BOOTLAB_BENCH_RUN=token (with `prefix`, a value starting with token), or that run in one
+    of `sessions`: a process that renames itself (vLLM's `VLLM::EngineCore`, through
+    setproctitle) overwrites the environment /proc shows, but keeps the session it began in."""
     wanted = f"{MARK}={token}".encode()
     found = []
     for entry in os.scandir("/proc"):
@@ -98,10 +101,11 @@ def carriers(token: str, *, prefix: bool = False) -> list[Process]:
             command = Path(entry.path, "cmdline").read_bytes()
         except OSError:  # gone meanwhile, or a kernel thread
             continue
-        held = any(var == wanted or (prefix and var.startswith(wanted)) for var in environ)
-        if held and stat[0] != "Z":
+        marked = any(var == wanted or (prefix and var.startswith(wanted)) for var in environ)
+        if (marked or int(stat[3]) in sessions) and stat[0] != "Z":
             text = command.replace(b"\0", b" ").decode(errors="replace").strip()
-            found.append(Process(int(entry.name), int(stat[1]), int(stat[2]), text[:300]))
+            pid, ppid, pgid, sid = int(entry.name), int(stat[1]), int(stat[2]), int(stat[3])
+            found.append(Process(pid, ppid, pgid, sid, text[:300]))
     return found
 
 
@@ -113,14 +117,15 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def wait_quiet(limit_s: float = QUIET_WAIT_S) -> None:
-    """Until the CPUs are nearly idle over a quarter second, or `limit_s` has passed."""
+def wait_quiet(limit_s: float = QUIET_WAIT_S, busy: float = QUIET_BUSY) -> None:
+    """Until at most `busy` of the CPUs' time was busy over a quarter second, or `limit_s`
+    has passed."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        busy, total = cpu_times()
+        used, total = cpu_times()
         time.sleep(0.25)
-        busy_after, total_after = cpu_times()
-        if (busy_after - busy) <= QUIET_BUSY * max(total_after - total, 1):
+        used_after, total_after = cpu_times()
+        if (used_after - used) <= busy * max(total_after - total, 1):
             return
 
 
@@ -212,7 +217,9 @@ class Bench:
         stop_timeout: float = 10.0,
     ) -> Iterator[subprocess.Popen[Any]]:
         """`run.spawn` in a process group of its own: stopped, the whole group, however the
-        block ends."""
+        block ends. An `env` of the bench's own gets the harness's mark and TMPDIR too."""
+        if env is not None:
+            env = {**env, MARK: self.token, "TMPDIR": str(self.root / "tmp")}
         with run.spawn(
             command,
             env=env,
@@ -294,16 +301,19 @@ class Bench:
 
     def cleanup(self) -> list[str]:
         """Stop what is left, remove containers, images and the temp root; what was left."""
-        left = carriers(self.token)
-        for group in {process.pgid for process in left} & set(self._groups):
+        # A spawn's child leads a session of its own (start_new_session): what runs in it
+        # is the bench's, whatever its environment shows.
+        sessions = set(self._groups)
+        left = carriers(self.token, sessions=sessions)
+        for group in {process.pgid for process in left} & sessions:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(group, signal.SIGKILL)  # the rest of a group a spawn stopped
         if self._containers:
             run.run(["podman", "rm", "-f", "-t", "3", *self._containers], capture=True, check=False)
         if self._images:
             run.run(["podman", "rmi", "-f", *self._images], capture=True, check=False)
-        problems = [f"left running: {process}" for process in _outlived(self.token)]
-        for process in _outlived(self.token, grace_s=0, kill=True):
+        problems = [f"left running: {process}" for process in _outlived(self.token, sessions)]
+        for process in _outlived(self.token, sessions, grace_s=0, kill=True):
             problems.append(f"would not die: {process}")
         shutil.rmtree(self.root, ignore_errors=True)
         if self.root.exists():
@@ -311,17 +321,19 @@ class Bench:
         return problems
 
 
-def _outlived(token: str, grace_s: float | None = None, kill: bool = False) -> list[Process]:
-    """Token holders still alive after `grace_s` (EXIT_GRACE_S); with `kill`, SIGKILLed
-    first and given up to 5 s to go."""
+def _outlived(
+    token: str, sessions: Collection[int], grace_s: float | None = None, kill: bool = False
+) -> list[Process]:
+    """The bench's processes still alive after `grace_s` (EXIT_GRACE_S); with `kill`,
+    SIGKILLed first and given up to 5 s to go."""
     grace_s = EXIT_GRACE_S if grace_s is None else grace_s
     if kill:
-        for process in carriers(token):
+        for process in carriers(token, sessions=sessions):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(process.pid, signal.SIGKILL)
         grace_s = 5.0
     deadline = time.monotonic() + grace_s
-    while (left := carriers(token)) and time.monotonic() < deadline:
+    while (left := carriers(token, sessions=sessions)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 

@@ -57,6 +57,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -75,8 +76,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ROUNDS, PAIRS = 6, 4  # even numbers: each side starts first, and bursts first, as often
 REQUESTS, CONCURRENCY, TOKENS = 24, 4, 64
 VLLM_ARGS = ["--max-model-len", "512", "--gpu-memory-utilization", "0.3", "--max-num-seqs", "4"]
-ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(ROOT / "appliance")}
 SIDES = ("bare", "bootlab", "control")  # control: a second bare server
+# Quiet enough for the next burst: an idle vLLM here uses 0.1 CPU-second a second, so three
+# idle ones alone are 15% of two CPUs; a worker still spinning after a burst adds 50%.
+QUIET_BUSY = 0.25
 BySide = dict[str, float]  # a ready time or a burst's tokens a second, per side
 
 
@@ -121,6 +124,11 @@ class Setup:
         if self.backend == "vllm":
             return {"ignore_eos": True}
         return {"logit_bias": {"2": -100}}  # llama.cpp has no ignore_eos
+
+
+def backend_env() -> dict[str, str]:
+    """Both sides' environment: read when a server starts (the harness sets its own)."""
+    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(ROOT / "appliance")}
 
 
 def free_port() -> int:
@@ -168,7 +176,7 @@ def load(setup: Setup, port: int) -> float:
         with urllib.request.urlopen(request, timeout=300) as reply:  # noqa: S310 - loopback
             return int(json.loads(reply.read())["usage"]["completion_tokens"])
 
-    harness.wait_quiet()
+    harness.wait_quiet(busy=QUIET_BUSY)
     with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
         started = time.perf_counter()
         tokens = sum(pool.map(one, range(REQUESTS)))
@@ -182,7 +190,7 @@ def bare_server(bench: harness.Bench, setup: Setup) -> Iterator[Server]:
     started = time.perf_counter()
     with bench.spawn(
         setup.bare_argv(port),
-        env=ENV,
+        env=backend_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         stop_timeout=90,
@@ -194,6 +202,21 @@ def bare_server(bench: harness.Bench, setup: Setup) -> Iterator[Server]:
     orphaned(port)
 
 
+def listen(notify: socket.socket, ready: threading.Event, done: threading.Event) -> None:
+    """Read `bootlab serve run`'s notifications for as long as it runs: READY sets `ready`,
+    and the rest (WATCHDOG=1 every 15 s) is read too, or the socket's queue fills and the
+    supervisor blocks in its next notify, deaf to SIGTERM."""
+    while not done.is_set():
+        try:
+            message = notify.recv(4096).decode()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        if "READY=1" in message.split("\n"):
+            ready.set()
+
+
 @contextlib.contextmanager
 def bootlab_server(bench: harness.Bench, setup: Setup, paths: Paths) -> Iterator[Server]:
     """`bootlab serve run`, timed from its start until it tells systemd READY."""
@@ -201,28 +224,31 @@ def bootlab_server(bench: harness.Bench, setup: Setup, paths: Paths) -> Iterator
     paths.config_file.write_text(setup.config(port))
     address = paths.root / "notify.sock"
     address.unlink(missing_ok=True)
-    # Open while the server runs: the supervisor notifies on stop too.
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(address))
         notify.settimeout(0.05)
+        ready, done = threading.Event(), threading.Event()
+        listener = threading.Thread(target=listen, args=(notify, ready, done), daemon=True)
+        listener.start()
+        env = {**backend_env(), "BOOTLAB_ROOT": str(paths.root), "NOTIFY_SOCKET": str(address)}
         started = time.perf_counter()
-        with bench.spawn(
-            [sys.executable, "-m", "bootlab.cli", "serve", "run"],
-            env={**ENV, "BOOTLAB_ROOT": str(paths.root), "NOTIFY_SOCKET": str(address)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stop_timeout=90,
-        ) as process:
-            while True:
-                try:
-                    if "READY=1" in notify.recv(4096).decode().split("\n"):
-                        break
-                except TimeoutError:
+        try:
+            with bench.spawn(
+                [sys.executable, "-m", "bootlab.cli", "serve", "run"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stop_timeout=90,
+            ) as process:
+                while not ready.wait(0.05):
                     exited(process)
-            ready_s = time.perf_counter() - started
-            if not answers(port, "tiny"):
-                sys.exit("bootlab serve run said READY, but its server does not answer")
-            yield Server(process, port, ready_s, supervised=True)
+                ready_s = time.perf_counter() - started
+                if not answers(port, "tiny"):
+                    sys.exit("bootlab serve run said READY, but its server does not answer")
+                yield Server(process, port, ready_s, supervised=True)
+        finally:  # the supervisor notifies until it has stopped
+            done.set()
+            listener.join()
     orphaned(port)
 
 
@@ -247,9 +273,12 @@ def round_of(
     with contextlib.ExitStack() as stack:
         servers: dict[str, Server] = {}
         for side in order:
-            harness.wait_quiet()
-            server = bootlab_server(bench, setup, paths) if side == "bootlab" else None
-            servers[side] = stack.enter_context(server or bare_server(bench, setup))
+            harness.wait_quiet(busy=QUIET_BUSY)
+            if side == "bootlab":
+                server = bootlab_server(bench, setup, paths)
+            else:
+                server = bare_server(bench, setup)
+            servers[side] = stack.enter_context(server)
         if setup.gpus and index == 0:
             print(f"on the GPU with all servers up:\n{on_gpu()}", file=sys.stderr)
         differences = launch_differences(servers)

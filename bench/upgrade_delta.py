@@ -96,9 +96,11 @@ def measure(bench: harness.Bench) -> dict[str, object]:
     before, after_tag = bench.image("before"), bench.image("after")
     repo = scratch_copy(bench, bench.root / "repo")
     with podman_service(bench):
+        bench.note("building the first image" + (" (layer cache on)" if bench.quick else ""))
         full = timed_build(bench, repo, before, *([] if bench.quick else ["--no-cache"]))
         marker = repo / "appliance" / "bootlab" / "_bench_marker.py"
         marker.write_text(f'"""Changed by bench/upgrade_delta.py."""\nSTAMP = {time.time_ns()}\n')
+        bench.note("rebuilding after an appliance-only change")
         rebuild = timed_build(bench, repo, after_tag)
 
     layout = bench.root / "oci"

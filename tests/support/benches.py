@@ -1,7 +1,9 @@
 """Runs a bench as CI does (`python -m bench.NAME`, here in its quick mode) and finds what it
-left: a process carrying its mark (BOOTLAB_BENCH_RUN, which everything it starts inherits),
-a container or image named for it, anything in the TMPDIR it was given. Optionally sends it
-SIGTERM half-way: once a line of its stderr holds a marker, and once it has a child running."""
+left: a process carrying its mark (BOOTLAB_BENCH_RUN, which everything it starts inherits)
+or running in a session one of those ran in (a renamed process's environment no longer
+shows the mark), a container or image named for it, anything in the TMPDIR it was given.
+Optionally sends it SIGTERM half-way: once a line of its stderr holds a marker, and once it
+has a child running."""
 
 from __future__ import annotations
 
@@ -19,9 +21,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import MARK, QUICK, carriers
+from bootlab.errors import Exit
+
+from bench.harness import MARK, QUICK, Process, carriers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RATIO_KEYS = ("ratio", "spread", "control")  # what every ratio bench reports
 
 
 @dataclass
@@ -38,6 +43,39 @@ class Outcome:
         assert lines, f"no result on stdout:\n{self.stderr[-4000:]}"
         found: dict[str, object] = json.loads(lines[-1])
         return found
+
+
+@dataclass
+class Watch:
+    """What a running bench is: its mark's prefix, and the sessions its processes ran in."""
+
+    prefix: str
+    process: subprocess.Popen[str]
+    sessions: set[int] = field(default_factory=set)
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    marker: str | None = None
+    reached: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr.append(line)
+            if self.marker is not None and self.marker in line:
+                self.reached.set()
+
+    def read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        self.stdout.extend(self.process.stdout)
+
+    def watch_sessions(self) -> None:
+        while not self.finished.wait(0.5):
+            self.sessions.update(found.sid for found in carriers(self.prefix, prefix=True))
+
+    def children(self) -> list[Process]:
+        found = carriers(self.prefix, prefix=True, sessions=self.sessions)
+        return [process for process in found if process.pid != self.process.pid]
 
 
 def run_bench(
@@ -67,58 +105,43 @@ def run_bench(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its session is the bench's alone
     )
-    assert process.stdout is not None and process.stderr is not None
-    stderr: list[str] = []
-    reached = threading.Event()
-
-    def read_stderr() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            stderr.append(line)
-            if interrupt_at is not None and interrupt_at in line:
-                reached.set()
-
-    stdout: list[str] = []
-    readers = [
-        threading.Thread(target=read_stderr, daemon=True),
-        threading.Thread(target=lambda: stdout.extend(process.stdout or ()), daemon=True),
+    watch = Watch(prefix, process, {process.pid}, marker=interrupt_at)
+    threads = [
+        threading.Thread(target=target, daemon=True)
+        for target in (watch.read_stderr, watch.read_stdout, watch.watch_sessions)
     ]
-    for reader in readers:
-        reader.start()
+    for thread in threads:
+        thread.start()
     try:
         if interrupt_at is not None:
-            interrupt(process, prefix, reached, settle_s, timeout_s)
+            interrupt(watch, settle_s, timeout_s)
         process.wait(timeout_s)
-        for reader in readers:
-            reader.join(10)
-        return Outcome(process.returncode, "".join(stdout), "".join(stderr), leftovers(prefix, tmp))
+        watch.finished.set()
+        for thread in threads:
+            thread.join(10)
+        left = leftovers(watch, tmp)
+        return Outcome(process.returncode, "".join(watch.stdout), "".join(watch.stderr), left)
     finally:
+        watch.finished.set()
         if process.poll() is None:
             process.kill()
             process.wait()
-        remove(prefix, tmp)
+        remove(watch, tmp)
 
 
-def interrupt(
-    process: subprocess.Popen[str],
-    prefix: str,
-    reached: threading.Event,
-    settle_s: float,
-    timeout_s: float,
-) -> None:
+def interrupt(watch: Watch, settle_s: float, timeout_s: float) -> None:
     """SIGTERM once the marker was seen and a child of the bench runs (or after settle_s)."""
     deadline = time.monotonic() + timeout_s
-    while not reached.wait(0.1):
-        assert process.poll() is None, "the bench ended before the marker"
+    while not watch.reached.wait(0.1):
+        assert watch.process.poll() is None, "the bench ended before the marker"
         assert time.monotonic() < deadline, "the bench never reached the marker"
     settled = time.monotonic() + settle_s
-    while time.monotonic() < settled and not [
-        found for found in carriers(prefix, prefix=True) if found.pid != process.pid
-    ]:
+    while time.monotonic() < settled and not watch.children():
         time.sleep(0.01)
-    assert process.poll() is None, "the bench ended before it could be interrupted"
-    process.send_signal(signal.SIGTERM)
+    assert watch.process.poll() is None, "the bench ended before it could be interrupted"
+    watch.process.send_signal(signal.SIGTERM)
 
 
 def _podman(*argv: str) -> list[str]:
@@ -128,8 +151,9 @@ def _podman(*argv: str) -> list[str]:
     return done.stdout.split()
 
 
-def leftovers(prefix: str, tmp: Path) -> list[str]:
-    left = [f"process {found}" for found in carriers(prefix, prefix=True)]
+def leftovers(watch: Watch, tmp: Path) -> list[str]:
+    prefix = watch.prefix
+    left = [f"process {found}" for found in watch.children()]
     names = _podman("ps", "-a", "--format", "{{.Names}}")
     left += [f"container {name}" for name in names if prefix in name]
     images = _podman("images", "--format", "{{.Repository}}:{{.Tag}}")
@@ -138,9 +162,10 @@ def leftovers(prefix: str, tmp: Path) -> list[str]:
     return left
 
 
-def remove(prefix: str, tmp: Path) -> None:
+def remove(watch: Watch, tmp: Path) -> None:
     """What a failed bench left, so that one failure does not slow every later test."""
-    for found in carriers(prefix, prefix=True):
+    prefix = watch.prefix
+    for found in watch.children():
         with contextlib.suppress(ProcessLookupError):
             os.kill(found.pid, signal.SIGKILL)
     for name in _podman("ps", "-a", "--format", "{{.Names}}"):
@@ -150,3 +175,25 @@ def remove(prefix: str, tmp: Path) -> None:
         if prefix in image:
             _podman("rmi", "-f", image)
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def leaves_nothing(
+    argv: list[str], *, interrupt_at: str | None = None, ratio: bool = True, settle_s: float = 30
+) -> dict[str, object] | None:
+    """Run a bench in its quick mode, to its end or SIGTERMed once `interrupt_at` shows, and
+    hold it to the harness's promises: nothing survives it; interrupted, it exits with
+    Exit.INTERRUPTED; finished, its result (returned) has a ratio with its spread and
+    control when it is a ratio bench."""
+    outcome = run_bench(argv, interrupt_at=interrupt_at, settle_s=settle_s)
+    assert outcome.left == [], (outcome.left, outcome.stderr[-4000:])
+    if interrupt_at is not None:
+        assert outcome.returncode == Exit.INTERRUPTED, outcome.stderr[-4000:]
+        return None
+    result = outcome.result()
+    if ratio:
+        missing = [key for key in RATIO_KEYS if result.get(key) is None]
+        assert not missing, (missing, result)
+        spread, ratio_ = result["spread"], result["ratio"]
+        assert isinstance(spread, list) and isinstance(ratio_, float | int), result
+        assert spread[0] <= ratio_ <= spread[1], result
+    return result
