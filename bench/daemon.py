@@ -16,7 +16,6 @@ Usage: python -m bench.daemon [--quick] [IMAGE]   (default: the dev image the te
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -82,12 +81,10 @@ print(json.dumps({
 
 
 def measure(bench: harness.Bench, image: str) -> dict[str, object]:
-    env = {**os.environ}
-    env.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))  # runc, ulimits
     name = bench.container("boot")  # removed by the harness, however the bench ends
 
     def podman(*argv: str, stdin: str | None = None) -> str:
-        return bench.call(["podman", *argv], env=env, input_text=stdin)
+        return bench.call(["podman", *argv], input_text=stdin)
 
     podman("run", "-d", "--name", name, "--systemd=always", image, "/sbin/init")
     deadline = time.monotonic() + 120

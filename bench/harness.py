@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 from bootlab import run
 from bootlab.errors import BootlabError, Exit, die
@@ -55,6 +55,7 @@ QUICK = "BOOTLAB_BENCH_QUICK"  # "1": the smallest settings, for the tests
 QUIET_BUSY, QUIET_WAIT_S = 0.15, 5.0
 EXIT_GRACE_S = 10.0  # a process may take this long to go after its group was stopped
 A, B = "a", "b"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Interrupted(BaseException):
@@ -209,28 +210,14 @@ class Bench:
         command: Sequence[str | Path],
         *,
         env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        stdin: int | IO[Any] | None = None,
-        stdout: int | IO[Any] | None = None,
-        stderr: int | IO[Any] | None = None,
-        text: bool = False,
-        stop_timeout: float = 10.0,
+        **options: Any,
     ) -> Iterator[subprocess.Popen[Any]]:
-        """`run.spawn` in a process group of its own: stopped, the whole group, however the
-        block ends. An `env` of the bench's own gets the harness's mark and TMPDIR too."""
+        """`run.spawn` (the same options) in a process group of its own: stopped, the whole
+        group, however the block ends. An `env` of the bench's own gets the harness's mark
+        and TMPDIR too."""
         if env is not None:
             env = {**env, MARK: self.token, "TMPDIR": str(self.root / "tmp")}
-        with run.spawn(
-            command,
-            env=env,
-            cwd=cwd,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            text=text,
-            new_group=True,
-            stop_timeout=stop_timeout,
-        ) as child:
+        with run.spawn(command, env=env, new_group=True, **options) as child:
             self._groups.append(child.pid)
             yield child
 
@@ -366,9 +353,11 @@ def harness(name: str, *, quick: bool = False) -> Iterator[Bench]:
     base = os.environ.get("TMPDIR") or "/var/tmp"  # /var/tmp: room for the pull bench's GiB
     root = Path(tempfile.mkdtemp(prefix=f"bootlab-bench-{name}-", dir=base))
     (root / "tmp").mkdir()
-    saved = {key: os.environ.get(key) for key in (MARK, "TMPDIR")}
+    saved = {key: os.environ.get(key) for key in (MARK, "TMPDIR", "CONTAINERS_CONF")}
     saved_tempdir = tempfile.tempdir
     os.environ.update({MARK: token, "TMPDIR": str(root / "tmp")})
+    # The project's podman settings (runc, nofile limits), as scripts/env.sh sets them.
+    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))
     tempfile.tempdir = str(root / "tmp")
     signals = _Signals()
     bench = Bench(name, quick, token, root)

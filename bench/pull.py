@@ -171,7 +171,6 @@ def resume_after_kill(bench: harness.Bench, daemon: Daemon, reference: str, size
 
 def main() -> None:
     args = harness.parser(__doc__).parse_args()
-    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))
     harness.main("pull", measure, quick=args.quick)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -133,7 +132,6 @@ def measure(bench: harness.Bench) -> dict[str, object]:
 
 def main() -> None:
     args = harness.parser(__doc__).parse_args()
-    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))
     harness.main("upgrade_delta", measure, quick=args.quick)
 
 

@@ -65,51 +65,37 @@ def test_the_harness_gives_the_bench_a_root_and_removes_it() -> None:
     assert harness.MARK not in os.environ or os.environ[harness.MARK] != bench.token
 
 
-def test_a_process_that_escapes_its_group_fails_the_bench_by_name(
-    monkeypatch: pytest.MonkeyPatch,
+# Children that start a sleeper and exit, leaving it behind where stopping their group
+# cannot reach it: one in a session of its own (only the mark in its environment finds it),
+# one with the mark gone from its environment, as vLLM's renamed processes (only its session
+# finds it).
+LEAKS = {
+    "new session": "[sys.executable, '-c', 'import time; time.sleep(300)', 'escaped'],"
+    " start_new_session=True",
+    "environment hidden": "['sleep', '301'], env={}, process_group=0",
+}
+
+
+@pytest.mark.parametrize("leak", sorted(LEAKS))
+def test_a_process_left_behind_fails_the_bench_by_name_and_is_killed(
+    leak: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(harness, "EXIT_GRACE_S", 0.5)
-    # A child that starts a sleeper in a session of its own and exits: stopping the child's
-    # group cannot reach it; only the mark in its environment finds it.
-    escape = (
+    script = (
         "import subprocess, sys;"
-        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)',"
-        " 'escaped-sleeper'], start_new_session=True,"
+        f"p = subprocess.Popen({LEAKS[leak]},"
         " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)"
     )
     with (
         pytest.raises(BootlabError) as failure,
         harness.harness("unit", quick=True) as bench,
     ):
-        out = bench.call([sys.executable, "-c", escape])
-    sleeper = int(out)
+        sleeper = int(bench.call([sys.executable, "-c", script]))
+        marked = harness.MARK.encode() in Path(f"/proc/{sleeper}/environ").read_bytes()
+    assert marked == (leak == "new session")
     assert failure.value.exit_code == Exit.SOFTWARE
-    assert "escaped-sleeper" in failure.value.message
     assert f"pid {sleeper}" in failure.value.message
-    deadline = time.monotonic() + 5
-    while _alive(sleeper) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(sleeper)
-
-
-def test_a_process_whose_environment_hides_the_mark_is_found_by_its_session(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """As vLLM's renamed processes: the mark is gone from /proc, the session stays."""
-    monkeypatch.setattr(harness, "EXIT_GRACE_S", 0.5)
-    hidden = (
-        "import subprocess;"
-        "p = subprocess.Popen(['sleep', '301'], env={}, process_group=0,"
-        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)"
-    )
-    with (
-        pytest.raises(BootlabError) as failure,
-        harness.harness("unit", quick=True) as bench,
-    ):
-        sleeper = int(bench.call([sys.executable, "-c", hidden]))
-        environ = Path(f"/proc/{sleeper}/environ").read_bytes()
-    assert harness.MARK.encode() not in environ
-    assert f"pid {sleeper}" in failure.value.message and "sleep 301" in failure.value.message
+    assert ("escaped" if marked else "sleep 301") in failure.value.message
     deadline = time.monotonic() + 5
     while _alive(sleeper) and time.monotonic() < deadline:
         time.sleep(0.05)
