@@ -197,6 +197,7 @@ class Bench:
     quick: bool
     token: str
     root: Path  # removed at the end; TMPDIR of everything the bench starts
+    signals: Signals
     _groups: list[int] = dataclasses.field(default_factory=list)
     _containers: list[str] = dataclasses.field(default_factory=list)
     _images: list[str] = dataclasses.field(default_factory=list)
@@ -217,8 +218,11 @@ class Bench:
         and TMPDIR too."""
         if env is not None:
             env = {**env, MARK: self.token, "TMPDIR": str(self.root / "tmp")}
-        with run.spawn(command, env=env, new_group=True, **options) as child:
-            self._groups.append(child.pid)
+        with contextlib.ExitStack() as stack:
+            with self.signals.held():  # a SIGTERM now is raised once the child is tracked
+                spawned = run.spawn(command, env=env, new_group=True, **options)
+                child = stack.enter_context(spawned)
+                self._groups.append(child.pid)
             yield child
 
     def call(
@@ -325,20 +329,38 @@ def _outlived(
     return left
 
 
-class _Signals:
-    """SIGTERM raises Interrupted once; later ones (while cleaning up) are only counted."""
+class Signals:
+    """SIGTERM raises Interrupted once; later ones (while cleaning up) are only counted.
+    While `held`, it waits: a child being created is not yet anyone's to stop (an exception
+    out of Popen leaves the child running), so the signal is raised once it is tracked."""
 
     def __init__(self) -> None:
         self.armed = True
         self.late = 0  # received once disarmed
+        self.holding = 0
+        self.pending: str | None = None
         self.previous = signal.signal(signal.SIGTERM, self.handle)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.armed:
             self.late += 1
             return
+        if self.holding:
+            self.pending = signal.Signals(signum).name
+            return
         self.armed = False
         raise Interrupted(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        if not self.holding and self.pending and self.armed:
+            self.armed = False
+            raise Interrupted(self.pending)
 
     def restore(self) -> None:
         signal.signal(signal.SIGTERM, self.previous)
@@ -359,8 +381,8 @@ def harness(name: str, *, quick: bool = False) -> Iterator[Bench]:
     # The project's podman settings (runc, nofile limits), as scripts/env.sh sets them.
     os.environ.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))
     tempfile.tempdir = str(root / "tmp")
-    signals = _Signals()
-    bench = Bench(name, quick, token, root)
+    signals = Signals()
+    bench = Bench(name, quick, token, root, signals)
     try:
         yield bench
     finally:

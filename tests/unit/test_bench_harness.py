@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -100,6 +101,20 @@ def test_a_process_left_behind_fails_the_bench_by_name_and_is_killed(
     while _alive(sleeper) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(sleeper)
+
+
+def test_a_sigterm_while_a_child_is_created_waits_until_it_is_tracked() -> None:
+    """Raised out of Popen, the signal would leave the new child running and untracked."""
+    reached = []
+    with (
+        harness.harness("unit", quick=True) as bench,
+        pytest.raises(harness.Interrupted),
+        bench.signals.held(),
+    ):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs in here, and holds the signal
+        reached.append("the end of the held block")
+    assert reached == ["the end of the held block"]
 
 
 SIGTERMED = textwrap.dedent(
