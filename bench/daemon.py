@@ -8,30 +8,34 @@ Prints one JSON object as its last stdout line:
 - `cli_status_ms`: `bootlab status` as a new process (median of 10), goal < 250;
 - `python_baseline_ms`: `python3 -c pass` in the same container (median of 10), the floor
   the CLI numbers compare against on this noisy machine.
+`--quick` takes 2, 50 and 3 samples instead.
 
-Usage: python bench/daemon.py [IMAGE]   (default: the dev image the tests build)
+Usage: python -m bench.daemon [--quick] [IMAGE]   (default: the dev image the tests build)
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from bench import harness
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE = sys.argv[1] if len(sys.argv) > 1 else "localhost/bootlab-test:dev"
 GOALS = {"ready_ms": 300, "idle_rss_mb": 60, "status_p99_ms": 10, "cli_status_ms": 250}
+SAMPLES = {"ready": 5, "warm": 30, "status": 300, "process": 10}
+QUICK = {"ready": 2, "warm": 5, "status": 50, "process": 3}
 
 # Runs inside the booted image, with the appliance's own Python.
 MEASURE = """
-import json, statistics, subprocess, time
+import json, statistics, subprocess, sys, time
 from pathlib import Path
 from bootlab import client
 
 SOCKET = Path("/run/bootlab/bootlab.sock")
+SAMPLES = json.loads(sys.argv[1])
 
 def status():
     client.call(SOCKET, "GET", "/v1/status")
@@ -39,24 +43,24 @@ def status():
 def ms(started):
     return (time.perf_counter() - started) * 1000
 
-def median_process(argv, runs=10):
+def median_process(argv):
     samples = []
-    for _ in range(runs):
+    for _ in range(SAMPLES["process"]):
         started = time.perf_counter()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
         samples.append(ms(started))
     return statistics.median(samples)
 
 ready = []
-for _ in range(5):
+for _ in range(SAMPLES["ready"]):
     subprocess.run(["systemctl", "stop", "bootlabd.service"], check=True)
     started = time.perf_counter()
     status()
     ready.append(ms(started))
-for _ in range(30):
+for _ in range(SAMPLES["warm"]):
     status()
 latencies = []
-for _ in range(300):
+for _ in range(SAMPLES["status"]):
     started = time.perf_counter()
     status()
     latencies.append(ms(started))
@@ -76,38 +80,34 @@ print(json.dumps({
 """
 
 
-def podman(*argv: str, stdin: str | None = None) -> str:
-    env = {**os.environ}
-    env.setdefault("CONTAINERS_CONF", str(ROOT / ".ci" / "containers.conf"))  # runc, ulimits
-    result = subprocess.run(
-        ["podman", *argv], input=stdin, capture_output=True, text=True, env=env, check=False
+def measure(bench: harness.Bench, image: str) -> dict[str, object]:
+    name = bench.container("boot")  # removed by the harness, however the bench ends
+
+    def podman(*argv: str, stdin: str | None = None) -> str:
+        return bench.call(["podman", *argv], input_text=stdin)
+
+    podman("run", "-d", "--name", name, "--systemd=always", image, "/sbin/init")
+    deadline = time.monotonic() + 120
+    while "running" not in podman("exec", name, "sh", "-c", "systemctl is-system-running || true"):
+        if time.monotonic() > deadline:
+            sys.exit("the image did not boot within 120 s")
+        time.sleep(0.5)
+    bench.note("booted; measuring inside the container")
+    samples = json.dumps(QUICK if bench.quick else SAMPLES)
+    python = "/usr/lib/bootlab/venv/bin/python"
+    result: dict[str, Any] = json.loads(
+        podman("exec", "-i", name, python, "-", samples, stdin=MEASURE).strip().splitlines()[-1]
     )
-    if result.returncode != 0:
-        sys.exit(f"podman {' '.join(argv[:2])} failed: {result.stderr.strip()[-2000:]}")
-    return result.stdout
+    result["goals"] = GOALS
+    result["met"] = all(result[key] < goal for key, goal in GOALS.items())
+    return result
 
 
 def main() -> None:
-    name = f"bootlab-bench-{os.getpid()}"
-    podman("run", "-d", "--name", name, "--systemd=always", IMAGE, "/sbin/init")
-    try:
-        deadline = time.monotonic() + 120
-        while "running" not in podman(
-            "exec", name, "sh", "-c", "systemctl is-system-running || true"
-        ):
-            if time.monotonic() > deadline:
-                sys.exit("the image did not boot within 120 s")
-            time.sleep(0.5)
-        result = json.loads(
-            podman("exec", "-i", name, "/usr/lib/bootlab/venv/bin/python", "-", stdin=MEASURE)
-            .strip()
-            .splitlines()[-1]
-        )
-    finally:
-        podman("rm", "-f", "-t", "3", name)
-    result["goals"] = GOALS
-    result["met"] = all(result[key] < goal for key, goal in GOALS.items())
-    print(json.dumps(result))
+    parser = harness.parser(__doc__)
+    parser.add_argument("image", nargs="?", default="localhost/bootlab-test:dev")
+    args = parser.parse_args()
+    harness.main("daemon", lambda bench: measure(bench, args.image), quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -1,42 +1,48 @@
 """Benchmark: bootlab-serve's cost over a bare server, on the tiny model: vLLM on CPU here,
 or `--backend llama-cpp` (its GGUF on llama.cpp, every layer on the GPU where there is one).
 
-Each of 6 rounds starts two servers, one after the other, each while the other is idle: a
-bare `python -m vllm.entrypoints.openai.api_server` started by hand, timed to its first
-answer on /v1/models, and `bootlab serve run` (the unit's entrypoint: preflight, GPU lock,
-a supervisor starting the same vLLM command: same interpreter, model directory and
-arguments), timed until it tells systemd READY (on a NOTIFY_SOCKET of ours), which it does
-once its vLLM answers. Which one starts first alternates per round; one untimed start
-before the rounds warms vLLM's compile caches for both.
+Each of 6 rounds starts three servers, one after the other, each while the others are idle
+and once the CPUs are quiet: a bare `python -m vllm.entrypoints.openai.api_server` started
+by hand, timed to its first answer on /v1/models; `bootlab serve run` (the unit's
+entrypoint: preflight, GPU lock, a supervisor starting the same vLLM command: same
+interpreter, model directory and arguments), timed until it tells systemd READY (on a
+NOTIFY_SOCKET of ours), which it does once its vLLM answers; and the control, a second bare
+server where nothing differs from the first. The start order alternates per round (bare,
+bootlab, control, then control, bootlab, bare); one untimed start before the rounds warms
+vLLM's compile caches for all.
 
-With both up, each gets one warm-up burst, then 6 pairs of bursts: the same request load
-(24 chat completions of 64 tokens, 4 at a time, straight to vLLM in both cases) to one
-server, then to the other, each burst's completion tokens a second counted. Each burst
-waits until the CPUs are quiet: after a burst, vLLM's CPU worker spins on a core for about
-a second (measured: 1 CPU-second in the 2 s after a burst, 0.1 a second when idle), and a
-burst sent into that spin ran up to 3x slower, which made single pairs read 0.3 to 3.
-The order alternates per pair (A,B,B,A), so the machine's drift reaches both sides alike.
-Single bursts still vary by +-30% here, and within a round the server started second often
-serves 5 to 15% faster (both pin their worker to the same core; seen with two bare servers
-too), so no single pair or round says much. The rounds alternate the start order, and
-throughput_ratio is the ratio of the two sides' medians over all bursts of all rounds: each
-side has as many bursts from rounds that favour it as from rounds that don't, and the
-medians drop the bursts that the machine's noise hits. ready_ratio is the median of the
-rounds' ready-time ratios.
+With all three up, each gets one warm-up burst, then 4 sets of bursts: the same request
+load (24 chat completions of 64 tokens, 4 at a time, straight to vLLM in every case) to
+each server in turn, each burst's completion tokens a second counted. Each burst waits
+until the CPUs are quiet: after a burst, vLLM's CPU worker spins on a core for about a
+second (measured: 1 CPU-second in the 2 s after a burst, 0.1 a second when idle), and a
+burst sent into that spin ran up to 3x slower, which made single pairs read 0.3 to 3. The
+order within a round alternates per set (bare, bootlab, control, then the other way), so
+the machine's drift reaches all sides alike. Single bursts still vary by +-30% here, and
+within a round a server started later often serves 5 to 15% faster (they pin their worker
+to the same core; seen with bare servers alone too), so no single burst or round says
+much: throughput_ratio (= ratio) is the ratio of the two sides' medians over all bursts of
+all rounds, its spread the lowest and highest of the rounds' own ratios of medians, and
+control the same ratio for the second bare server against the first: the noise floor,
+measured in the same run (an earlier, separate bare-against-bare run read 1.058).
+ready_ratio is the median of the rounds' ready-time ratios, with ready_spread and
+ready_control beside it.
 
-`--control` starts a second bare server where bootlab's would be: what the bench reads
-when nothing differs, its noise floor (one run here read 1.058). Since timing cannot show a
-2% difference on this machine, each round also compares how the two backends were started,
-from /proc: argv (ports aside), environment (bootlab's own BOOTLAB_ROOT and NOTIFY_SOCKET
-aside), CPU affinity, nice, rlimits and cgroup; launch_differences lists what differed.
+Since timing cannot show a 2% difference on this machine, each round also compares how the
+bare and bootlab's backends were started, from /proc: argv (ports aside), environment
+(bootlab's own BOOTLAB_ROOT and NOTIFY_SOCKET aside), CPU affinity, nice, rlimits and
+cgroup; launch_differences lists what differed.
 
 With llama.cpp the same holds with `python -m llama_cpp.server` for vLLM's command.
-`--rounds` and `--pairs` shorten a run (a GPU machine's minutes are few); both stay even.
+`--rounds` and `--pairs` (sets of bursts a round) shorten a run (a GPU machine's minutes are
+few); both stay even. `--quick`: one round of one set, no warm-up start.
 
 Prints one JSON object as its last stdout line: backend, device, bare_ready_s,
 bootlab_ready_s, ready_ratio (goal <= 1.05), bare_tok_s, bootlab_tok_s, throughput_ratio
-(goal >= 0.98), launch_differences (goal: none); stderr gets each round's ready times and
-pair ratios.
+(goal >= 0.98), ratio, spread, control, launch_differences (goal: none); stderr gets each
+round's ready times and ratios.
+
+Usage: python -m bench.serve [--quick] [--backend vllm|llama-cpp] [--rounds N] [--pairs N]
 """
 
 from __future__ import annotations
@@ -47,50 +53,42 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from bootlab.paths import Paths
+from bootlab.serve.backends import gguf_file
+from bootlab.store.layout import model_store
+from bootlab.sysinfo import probe
+
+from bench import harness
+from tests.support.tiny_model import appliance_with_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
-
-from bootlab.paths import Paths  # noqa: E402
-from bootlab.serve.backends import gguf_file  # noqa: E402
-from bootlab.store.layout import model_store  # noqa: E402
-from bootlab.sysinfo import probe  # noqa: E402
-from tiny_model import appliance_with_tiny_model  # noqa: E402
-
-ROUNDS, PAIRS = 6, 6  # even numbers: each side starts first, and bursts first, as often
+ROUNDS, PAIRS = 6, 4  # even numbers: each side starts first, and bursts first, as often
 REQUESTS, CONCURRENCY, TOKENS = 24, 4, 64
-QUIET_BUSY, QUIET_WAIT_S = 0.15, 5.0  # a burst starts once the CPUs are this idle (or after)
 VLLM_ARGS = ["--max-model-len", "512", "--gpu-memory-utilization", "0.3", "--max-num-seqs", "4"]
-ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(ROOT / "appliance")}
-SIDES = ("bare", "bootlab")
+SIDES = ("bare", "bootlab", "control")  # control: a second bare server
+# Quiet enough for the next burst: an idle vLLM here uses 0.1 CPU-second a second, so three
+# idle ones alone are 15% of two CPUs; a worker still spinning after a burst adds 50%.
+QUIET_BUSY = 0.25
 BySide = dict[str, float]  # a ready time or a burst's tokens a second, per side
 
 
 @dataclasses.dataclass
 class Server:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[Any]
     port: int
     ready_s: float
-    notify: socket.socket | None = None  # open while it runs: the supervisor notifies on stop
-
-    def stop(self) -> None:
-        stop(self.process)
-        if self.notify is not None:
-            self.notify.close()
-        orphaned = answers(self.port, "tiny")  # a supervisor that died, leaving its backend
-        with contextlib.suppress(ProcessLookupError):  # its own session: nothing outlives it
-            os.killpg(self.process.pid, signal.SIGKILL)
-        if orphaned:
-            sys.exit(f"a backend on port {self.port} still answered after its server stopped")
+    supervised: bool = False  # bootlab's: the backend is the supervisor's child
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +126,11 @@ class Setup:
         return {"logit_bias": {"2": -100}}  # llama.cpp has no ignore_eos
 
 
+def backend_env() -> dict[str, str]:
+    """Both sides' environment: read when a server starts (the harness sets its own)."""
+    return {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(ROOT / "appliance")}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -142,29 +145,15 @@ def answers(port: int, model: str) -> bool:
         return False
 
 
-def exited(process: subprocess.Popen[bytes]) -> None:
+def exited(process: subprocess.Popen[Any]) -> None:
     if process.poll() is not None:
         sys.exit(f"the server exited ({process.returncode}) before answering")
 
 
-def cpu_times() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs, from /proc/stat."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]  # idle and iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def wait_quiet() -> None:
-    """Until the CPUs are nearly idle over a quarter second: the last burst's server has
-    stopped spinning. Gives up after QUIET_WAIT_S on a machine that is never quiet."""
-    deadline = time.monotonic() + QUIET_WAIT_S
-    while time.monotonic() < deadline:
-        busy, total = cpu_times()
-        time.sleep(0.25)
-        busy_after, total_after = cpu_times()
-        if (busy_after - busy) <= QUIET_BUSY * max(total_after - total, 1):
-            return
+def orphaned(port: int) -> None:
+    """A supervisor that died leaving its backend: it would still answer."""
+    if answers(port, "tiny"):
+        sys.exit(f"a backend on port {port} still answered after its server stopped")
 
 
 def load(setup: Setup, port: int) -> float:
@@ -187,77 +176,80 @@ def load(setup: Setup, port: int) -> float:
         with urllib.request.urlopen(request, timeout=300) as reply:  # noqa: S310 - loopback
             return int(json.loads(reply.read())["usage"]["completion_tokens"])
 
-    wait_quiet()
+    harness.wait_quiet(busy=QUIET_BUSY)
     with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
         started = time.perf_counter()
         tokens = sum(pool.map(one, range(REQUESTS)))
         return tokens / (time.perf_counter() - started)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(90)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def start_bare(setup: Setup) -> Server:
+@contextlib.contextmanager
+def bare_server(bench: harness.Bench, setup: Setup) -> Iterator[Server]:
     """The bare server, timed from its start to its first answer."""
     port = free_port()
     started = time.perf_counter()
-    process = subprocess.Popen(
+    with bench.spawn(
         setup.bare_argv(port),
-        env=ENV,
+        env=backend_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    server = Server(process, port, 0.0)
-    try:
+        stop_timeout=90,
+    ) as process:
         while not answers(port, "tiny"):
             exited(process)
             time.sleep(0.05)
-        server.ready_s = time.perf_counter() - started
-    except BaseException:
-        server.stop()
-        raise
-    return server
+        yield Server(process, port, time.perf_counter() - started)
+    orphaned(port)
 
 
-def start_bootlab(setup: Setup, paths: Paths) -> Server:
+def listen(notify: socket.socket, ready: threading.Event, done: threading.Event) -> None:
+    """Read `bootlab serve run`'s notifications for as long as it runs: READY sets `ready`,
+    and the rest (WATCHDOG=1 every 15 s) is read too, or the socket's queue fills and the
+    supervisor blocks in its next notify, deaf to SIGTERM."""
+    while not done.is_set():
+        try:
+            message = notify.recv(4096).decode()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        if "READY=1" in message.split("\n"):
+            ready.set()
+
+
+@contextlib.contextmanager
+def bootlab_server(bench: harness.Bench, setup: Setup, paths: Paths) -> Iterator[Server]:
     """`bootlab serve run`, timed from its start until it tells systemd READY."""
     port = free_port()
     paths.config_file.write_text(setup.config(port))
     address = paths.root / "notify.sock"
     address.unlink(missing_ok=True)
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(address))
-    notify.settimeout(0.05)
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bootlab.cli", "serve", "run"],
-        env={**ENV, "BOOTLAB_ROOT": str(paths.root), "NOTIFY_SOCKET": str(address)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    server = Server(process, port, 0.0, notify)
-    try:
-        while True:
-            try:
-                if "READY=1" in notify.recv(4096).decode().split("\n"):
-                    break
-            except TimeoutError:
-                exited(process)
-        server.ready_s = time.perf_counter() - started
-        if not answers(port, "tiny"):
-            sys.exit("bootlab serve run said READY, but its server does not answer")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(address))
+        notify.settimeout(0.05)
+        ready, done = threading.Event(), threading.Event()
+        listener = threading.Thread(target=listen, args=(notify, ready, done), daemon=True)
+        listener.start()
+        env = {**backend_env(), "BOOTLAB_ROOT": str(paths.root), "NOTIFY_SOCKET": str(address)}
+        started = time.perf_counter()
+        try:
+            with bench.spawn(
+                [sys.executable, "-m", "bootlab.cli", "serve", "run"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stop_timeout=90,
+            ) as process:
+                while not ready.wait(0.05):
+                    exited(process)
+                ready_s = time.perf_counter() - started
+                if not answers(port, "tiny"):
+                    sys.exit("bootlab serve run said READY, but its server does not answer")
+                yield Server(process, port, ready_s, supervised=True)
+        finally:  # the supervisor notifies until it has stopped
+            done.set()
+            listener.join()
+    orphaned(port)
 
 
 def on_gpu() -> str:
@@ -272,21 +264,23 @@ def on_gpu() -> str:
 
 
 def round_of(
-    index: int, setup: Setup, paths: Paths, pairs: int, *, control: bool
+    bench: harness.Bench, index: int, setup: Setup, paths: Paths, pairs: int
 ) -> tuple[BySide, list[BySide], list[str]]:
-    """One round: both servers started one after the other (the first idle while the second
-    starts; which is first alternates), then `pairs` pairs of bursts; their ready times and
-    the bursts' tokens a second."""
+    """One round: the three servers started one after the other (the others idle while one
+    starts; the order alternates), then `pairs` sets of bursts; their ready times and the
+    bursts' tokens a second."""
     order = SIDES if index % 2 == 0 else SIDES[::-1]
-    servers: dict[str, Server] = {}
-    try:
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Server] = {}
         for side in order:
-            if side == "bare" or control:
-                servers[side] = start_bare(setup)
+            harness.wait_quiet(busy=QUIET_BUSY)
+            if side == "bootlab":
+                server = bootlab_server(bench, setup, paths)
             else:
-                servers[side] = start_bootlab(setup, paths)
+                server = bare_server(bench, setup)
+            servers[side] = stack.enter_context(server)
         if setup.gpus and index == 0:
-            print(f"on the GPU with both servers up:\n{on_gpu()}", file=sys.stderr)
+            print(f"on the GPU with all servers up:\n{on_gpu()}", file=sys.stderr)
         differences = launch_differences(servers)
         for side in order:
             load(setup, servers[side].port)  # warm-up: first requests pay for caches either way
@@ -297,9 +291,6 @@ def round_of(
                 burst[side] = load(setup, servers[side].port)
             bursts.append(burst)
         return {side: server.ready_s for side, server in servers.items()}, bursts, differences
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 # What `bootlab serve run` sets for its backend on purpose; anything else in the backend's
@@ -310,7 +301,7 @@ BOOTLAB_ENV = {"BOOTLAB_ROOT", "NOTIFY_SOCKET"}
 def server_pid(server: Server) -> int:
     """The backend's own process: the bare server itself, or the supervisor's child."""
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-    found = children.read_text().split() if server.notify is not None else []
+    found = children.read_text().split() if server.supervised else []
     return int(found[0]) if found else server.process.pid
 
 
@@ -336,7 +327,7 @@ def launch(pid: int, port: int) -> dict[str, object]:
 def launch_differences(servers: dict[str, Server]) -> list[str]:
     """What differs between how the two backends were started (nothing, when bootlab adds
     nothing to the data path)."""
-    bare, ours = (launch(server_pid(servers[side]), servers[side].port) for side in SIDES)
+    bare, ours = (launch(server_pid(servers[side]), servers[side].port) for side in SIDES[:2])
     return [key for key in bare if bare[key] != ours[key]]
 
 
@@ -346,72 +337,81 @@ def medians(bursts: list[BySide]) -> BySide:
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--backend", choices=("vllm", "llama-cpp"), default="vllm")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--pairs", type=int, default=PAIRS)
-    parser.add_argument("--control", action="store_true", help="bare against bare")
+    parser.add_argument("--pairs", type=int, default=PAIRS, help="sets of bursts a round")
     args = parser.parse_args()
-    if args.rounds < 2 or args.rounds % 2 or args.pairs < 2 or args.pairs % 2:
+    if args.quick:
+        args.rounds = args.pairs = 1
+    elif args.rounds < 2 or args.rounds % 2 or args.pairs < 2 or args.pairs % 2:
         parser.error("--rounds and --pairs must be even and at least 2")
     return args
 
 
+def measure(bench: harness.Bench, args: argparse.Namespace) -> dict[str, object]:
+    # One model, "tiny", in the form the backend serves.
+    vllm = args.backend == "vllm"
+    paths = appliance_with_tiny_model(
+        bench.root / "root", hf_as="tiny" if vllm else None, gguf_as=None if vllm else "tiny"
+    )
+    store = model_store(paths)
+    gpus = probe(bench.root).gpus  # what bootlab's preflight sees too
+    # The bare server runs the very command bootlab runs: the ML venv's interpreter by
+    # the appliance's path, the store's model directory. vLLM's compile caches key on
+    # both paths (the model's, and the sources' under the venv), so this untimed start
+    # warms them for all sides alike.
+    setup = Setup(args.backend, paths.ml_venv / "bin/python", store.models / "tiny", len(gpus))
+    if not bench.quick:
+        with bare_server(bench, setup):
+            pass
+    readies: list[BySide] = []
+    bursts: list[BySide] = []
+    rounds: list[BySide] = []  # each round's ratios of medians: throughput, control
+    differences: set[str] = set()
+    for index in range(args.rounds):
+        bench.note(f"round {index + 1}/{args.rounds}: starting the servers")
+        ready, round_bursts, round_differences = round_of(bench, index, setup, paths, args.pairs)
+        differences.update(round_differences)
+        readies.append(ready)
+        bursts.extend(round_bursts)
+        tok_s = medians(round_bursts)
+        rounds.append({side: tok_s[side] / tok_s["bare"] for side in SIDES[1:]})
+        shown = {side: round(seconds, 2) for side, seconds in ready.items()}
+        bench.note(
+            f"round {index + 1}: ready_s {shown}; throughput ratio of medians "
+            f"{rounds[-1]['bootlab']:.3f} (control {rounds[-1]['control']:.3f}), of the "
+            f"sets {[round(b['bootlab'] / b['bare'], 3) for b in round_bursts]}"
+        )
+    tok_s = medians(bursts)
+    ready_ratios = {side: [r[side] / r["bare"] for r in readies] for side in SIDES[1:]}
+    throughput = round(tok_s["bootlab"] / tok_s["bare"], 3)
+    return {
+        "backend": args.backend,
+        "device": gpus[0].name if gpus else "cpu",
+        "bare_ready_s": round(statistics.median(r["bare"] for r in readies), 2),
+        "bootlab_ready_s": round(statistics.median(r["bootlab"] for r in readies), 2),
+        "ready_ratio": round(statistics.median(ready_ratios["bootlab"]), 3),
+        "ready_spread": harness.spread(ready_ratios["bootlab"]),
+        "ready_control": round(statistics.median(ready_ratios["control"]), 3),
+        "bare_tok_s": round(tok_s["bare"], 1),
+        "bootlab_tok_s": round(tok_s["bootlab"], 1),
+        "control_tok_s": round(tok_s["control"], 1),
+        "throughput_ratio": throughput,
+        "ratio": throughput,
+        "spread": harness.spread([r["bootlab"] for r in rounds]),
+        "control": round(tok_s["control"] / tok_s["bare"], 3),
+        "control_spread": harness.spread([r["control"] for r in rounds]),
+        "pairs": len(bursts),
+        # argv, environment, CPUs, nice, rlimits, cgroup of the two backends
+        "launch_differences": sorted(differences),
+        "goals": {"ready_ratio": 1.05, "throughput_ratio": 0.98},
+    }
+
+
 def main() -> None:
     args = arguments()
-    with tempfile.TemporaryDirectory(prefix="bootlab-serve-") as scratch:
-        # One model, "tiny", in the form the backend serves.
-        vllm = args.backend == "vllm"
-        paths = appliance_with_tiny_model(
-            Path(scratch), hf_as="tiny" if vllm else None, gguf_as=None if vllm else "tiny"
-        )
-        store = model_store(paths)
-        gpus = probe(Path(scratch)).gpus  # what bootlab's preflight sees too
-        # The bare server runs the very command bootlab runs: the ML venv's interpreter by
-        # the appliance's path, the store's model directory. vLLM's compile caches key on
-        # both paths (the model's, and the sources' under the venv), so this untimed start
-        # warms them for both sides alike.
-        setup = Setup(args.backend, paths.ml_venv / "bin/python", store.models / "tiny", len(gpus))
-        start_bare(setup).stop()
-        readies: list[BySide] = []
-        bursts: list[BySide] = []
-        differences: set[str] = set()
-        for index in range(args.rounds):
-            ready, round_bursts, round_differences = round_of(
-                index, setup, paths, args.pairs, control=args.control
-            )
-            differences.update(round_differences)
-            readies.append(ready)
-            bursts.extend(round_bursts)
-            shown = {side: round(seconds, 2) for side, seconds in ready.items()}
-            round_tok_s = medians(round_bursts)
-            print(
-                f"round {index + 1}: ready_s {shown}; throughput ratio of medians "
-                f"{round_tok_s['bootlab'] / round_tok_s['bare']:.3f}, of the pairs "
-                f"{[round(b['bootlab'] / b['bare'], 3) for b in round_bursts]}",
-                file=sys.stderr,
-            )
-    tok_s = medians(bursts)
-    print(
-        json.dumps(
-            {
-                "backend": args.backend,
-                "device": gpus[0].name if gpus else "cpu",
-                "bare_ready_s": round(statistics.median(r["bare"] for r in readies), 2),
-                "bootlab_ready_s": round(statistics.median(r["bootlab"] for r in readies), 2),
-                "ready_ratio": round(
-                    statistics.median(r["bootlab"] / r["bare"] for r in readies), 3
-                ),
-                "bare_tok_s": round(tok_s["bare"], 1),
-                "bootlab_tok_s": round(tok_s["bootlab"], 1),
-                "throughput_ratio": round(tok_s["bootlab"] / tok_s["bare"], 3),
-                # argv, environment, CPUs, nice, rlimits, cgroup of the two backends
-                "launch_differences": sorted(differences),
-                **({"control": True} if args.control else {}),
-                "goals": {"ready_ratio": 1.05, "throughput_ratio": 0.98},
-            }
-        )
-    )
+    harness.main("serve", lambda bench: measure(bench, args), quick=args.quick)
 
 
 if __name__ == "__main__":

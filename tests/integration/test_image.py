@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from infra import REPO_ROOT, Registry, build_py, podman_env, sh
+
+from tests.support.infra import REPO_ROOT, Registry, build_py, podman_env, sh
 
 pytestmark = pytest.mark.integration
 

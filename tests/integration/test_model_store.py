@@ -25,7 +25,8 @@ from bootlab.store import fetch, sources
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import Store, check_name, model_store
 from bootlab.store.sources import registry as registry_source
-from infra import REPO_ROOT, Registry, sh
+
+from tests.support.infra import REPO_ROOT, Registry, sh
 
 pytestmark = pytest.mark.integration
 
@@ -387,7 +388,7 @@ def test_registry_gone_mid_download_then_resume(
 ) -> None:
     """A registry that dies mid-pull: a clear error, the partial kept; the next pull
     fetches only what is missing and verifies."""
-    from infra import _registry
+    from tests.support.infra import _registry
 
     monkeypatch.setattr(fetch, "BLOCK", 1 * MiB)
     monkeypatch.setattr(fetch, "CHUNK", 2 * MiB)

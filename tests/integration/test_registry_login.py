@@ -7,7 +7,8 @@ import pytest
 from bootlab.auth import Credentials
 from bootlab.errors import BootlabError
 from bootlab.registry import check_login, normalize_registry
-from infra import Registry
+
+from tests.support.infra import Registry
 
 pytestmark = pytest.mark.integration
 

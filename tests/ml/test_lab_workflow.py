@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
-from appliance_daemon import running_daemon
 from bootlab import taxonomy
 from bootlab.paths import Paths
 from bootlab.sdg.generate import Settings, tasks
 from bootlab.sdg.sources import from_taxonomy
-from taxonomy_data import taxonomy_with_documents
-from teacher_server import Behaviour, TeacherServer, teacher_server
-from tiny_model import appliance_with_tiny_model
+
+from tests.support.appliance_daemon import running_daemon
+from tests.support.taxonomy_data import taxonomy_with_documents
+from tests.support.teacher_server import Behaviour, TeacherServer, teacher_server
+from tests.support.tiny_model import appliance_with_tiny_model
 
 pytestmark = pytest.mark.ml
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from bootlab import gpu_lock
 from bootlab.paths import Paths
-from tiny_model import appliance_with_tiny_model
+
+from tests.support.tiny_model import appliance_with_tiny_model
 
 pytestmark = pytest.mark.ml
 REPO_ROOT = Path(__file__).resolve().parents[2]

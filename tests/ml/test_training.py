@@ -24,8 +24,9 @@ from bootlab import datasets
 from bootlab.paths import Paths
 from bootlab.store.layout import model_store
 from bootlab.sysinfo import probe
-from tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model
-from train_data import write
+
+from tests.support.tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model
+from tests.support.train_data import write
 
 pytestmark = pytest.mark.ml
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -308,7 +309,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from bootlab.train import tokens
 from bootlab.train.batching import micro_batches
 from bootlab.train.engine import forward
-from train_data import conversations
+from tests.support.train_data import conversations
 
 model_dir = sys.argv[1]
 tokenizer = AutoTokenizer.from_pretrained(model_dir)

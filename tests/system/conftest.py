@@ -1,4 +1,4 @@
 """System tier: the dev image booted with systemd as PID 1 (podman --systemd=always)."""
 
-from hub import hub  # noqa: F401 - a fixture for this tier
-from infra import booted, dev_image, registry  # noqa: F401 - fixtures for this tier
+from tests.support.hub import hub  # noqa: F401 - a fixture for this tier
+from tests.support.infra import booted, dev_image, registry  # noqa: F401 - fixtures for this tier

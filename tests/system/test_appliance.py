@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub import V1, V1_FILES, Hub, sha256_hex
-from infra import REPO_ROOT, Booted, Registry, sh
+
+from tests.support.hub import V1, V1_FILES, Hub, sha256_hex
+from tests.support.infra import REPO_ROOT, Booted, Registry, sh
 
 pytestmark = pytest.mark.system
 
@@ -384,7 +385,7 @@ def test_serving_the_tiny_model_under_systemd(
 ) -> None:
     """Pull the tiny GGUF model from the registry, `systemctl start bootlab-serve` returns
     only once it answers, chat works, training's start stops it, a restart brings it back."""
-    from tiny_model import tiny_model
+    from tests.support.tiny_model import tiny_model
 
     _, gguf = tiny_model()
     reference = push_from_outside(registry, gguf, "tiny", tmp_path)

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from infra import Booted, sh
-from tiny_model import tiny_model
-from train_data import write
+
+from tests.support.infra import Booted, sh
+from tests.support.tiny_model import tiny_model
+from tests.support.train_data import write
 
 pytestmark = pytest.mark.system
 

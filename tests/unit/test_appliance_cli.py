@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from appliance_daemon import REPO_ROOT, Daemon, running_daemon
+
+from tests.support.appliance_daemon import REPO_ROOT, Daemon, running_daemon
 
 pytestmark = pytest.mark.unit
 
@@ -302,8 +303,8 @@ def test_train_start_takes_a_job_file_checked_with_its_lines(
 
 
 def test_data_generate_is_a_job_that_makes_datasets(daemon: Daemon, tmp_path: Path) -> None:
-    from taxonomy_data import taxonomy_with_documents
-    from teacher_server import teacher_server
+    from tests.support.taxonomy_data import taxonomy_with_documents
+    from tests.support.teacher_server import teacher_server
 
     tree = taxonomy_with_documents(tmp_path)
     with teacher_server() as teacher:

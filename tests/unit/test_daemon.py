@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from appliance_daemon import Daemon, running_daemon
 from bootlab import client
 from bootlab.errors import BootlabError, Exit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.appliance_daemon import Daemon, running_daemon
 
 pytestmark = pytest.mark.unit
 

@@ -17,12 +17,13 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from appliance_daemon import REPO_ROOT
 from bootlab.errors import BootlabError
 from bootlab.evaluate import tasks
 from bootlab.evaluate.run import Result, table
 from bootlab.paths import Paths
-from teacher_server import Behaviour, teacher_server
+
+from tests.support.appliance_daemon import REPO_ROOT
+from tests.support.teacher_server import Behaviour, teacher_server
 
 pytestmark = pytest.mark.unit
 

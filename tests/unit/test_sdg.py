@@ -27,8 +27,9 @@ from bootlab.sdg.generate import (
     tasks,
 )
 from bootlab.sdg.teacher import Teacher, TeacherError
-from taxonomy_data import git, taxonomy_with_documents
-from teacher_server import Behaviour, teacher_server
+
+from tests.support.taxonomy_data import git, taxonomy_with_documents
+from tests.support.teacher_server import Behaviour, teacher_server
 
 pytestmark = pytest.mark.unit
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +101,7 @@ def test_a_killed_run_continues_and_never_asks_twice(tmp_path: Path) -> None:
     settings = Settings(rounds=6, pairs_per_request=3, concurrency=2, teacher_context=256)
     run = tmp_path / "run"
     script = (
-        "import sys, json, time; sys.path[:0] = sys.argv[3:5];"
+        "import sys, time;"
         "from bootlab.sdg import teacher as t;"
         "slow = t.Teacher._once;"
         "t.Teacher._once = lambda self, body: (time.sleep(0.05), slow(self, body))[1];"
@@ -117,10 +118,15 @@ def test_a_killed_run_continues_and_never_asks_twice(tmp_path: Path) -> None:
                 script,
                 teacher.url,
                 str(run),
-                str(REPO_ROOT / "appliance"),
-                str(REPO_ROOT / "tests" / "unit"),
             ],
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "tests")},
+            # This file imported as `test_sdg`, its helpers as `tests.support.*`.
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(
+                    str(path)
+                    for path in (REPO_ROOT / "appliance", REPO_ROOT / "tests" / "unit", REPO_ROOT)
+                ),
+            },
         )
         planned = tasks([KNOWLEDGE, SKILL], settings)
         deadline = time.monotonic() + 60

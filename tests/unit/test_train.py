@@ -24,7 +24,8 @@ from bootlab.train.plan import Plan
 from bootlab.train.supervise import Relay, worker_env
 from bootlab.train.tokens import IGNORE, sample
 from bootlab.workload import state
-from train_data import write
+
+from tests.support.train_data import write
 
 pytestmark = pytest.mark.unit
 

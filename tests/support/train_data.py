@@ -8,7 +8,7 @@ import json
 import random
 from pathlib import Path
 
-# The tiny tokenizer was trained on words of these syllables (tests/tiny_model.py).
+# The tiny tokenizer was trained on words of these syllables (tests/support/tiny_model.py).
 _SYLLABLES = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
 
 
@@ -21,7 +21,7 @@ def _facts() -> dict[str, str]:
 def conversations(kind: str, count: int, seed: int = 0) -> list[dict[str, object]]:
     facts = _facts()
     rng = random.Random(f"{kind}:{seed}")  # noqa: S311 - reproducible data
-    samples = []
+    samples: list[dict[str, object]] = []
     for _ in range(count):
         subject = rng.choice(sorted(facts))
         if kind == "knowledge":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = REPO_ROOT / ".ci" / "containers.conf"
 DEV_TAG = "localhost/bootlab-test:dev"
 
@@ -37,7 +37,7 @@ def podman_env() -> dict[str, str]:
 
 
 def sh(*argv: str | Path, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done: subprocess.CompletedProcess[str] = subprocess.run(
         [str(part) for part in argv],
         check=check,
         capture_output=True,
@@ -45,6 +45,7 @@ def sh(*argv: str | Path, check: bool = True, **kwargs: object) -> subprocess.Co
         env=kwargs.pop("env", podman_env()),
         **kwargs,  # type: ignore[call-overload]
     )
+    return done
 
 
 def build_py(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
