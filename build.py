@@ -18,9 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# The appliance package shares its error type with the build side; run from a plain checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "appliance"))
-
+# bootlab (the appliance package, whose error type the build side shares) and image come from
+# the project's install: `pip install -e '.[dev]'` (scripts/setup.sh) installs both.
 from bootlab.errors import BootlabError, Exit
 
 

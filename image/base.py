@@ -10,6 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bootlab import files
 from bootlab.errors import die
 
 from image import podman
@@ -85,10 +86,10 @@ def _debootstrap(bootstrap: Bootstrap, tarball: Path) -> None:
             ["rm", "-rf", rootfs / "var/cache/apt/archives", rootfs / "var/lib/apt/lists"],
             capture=True,
         )
-        partial = tarball.with_suffix(".partial")
-        run(
-            ["tar", "--numeric-owner", "-C", rootfs, "-cf", partial, "."],
-            capture=True,
-            what="packing the rootfs",
-        )
-        partial.rename(tarball)  # atomic: a killed run never leaves a half tarball behind
+        # A killed run never leaves a half tarball behind to be imported next time.
+        with files.cache_entry(tarball) as partial:
+            run(
+                ["tar", "--numeric-owner", "-C", rootfs, "-cf", partial, "."],
+                capture=True,
+                what="packing the rootfs",
+            )

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bootlab import files
 from bootlab.errors import BootlabError, die
 
 from image import podman
@@ -98,23 +99,20 @@ def build_appliance_wheel(dist: Path) -> None:
             else:
                 shutil.copy2(origin, source / name)
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "--wheel-dir",
-                dist,
-                source,
-            ],
-            env=env,
-            capture=True,
-            what="building the appliance wheel",
-        )
+        build_wheel(source, dist, "building the appliance wheel", "--no-build-isolation", env=env)
+
+
+def build_wheel(
+    requirement: str | Path, dist: Path, what: str, *options: str, env: dict[str, str] | None = None
+) -> None:
+    """One wheel, without its dependencies, by this interpreter's pip."""
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+    run(
+        [*pip, *options, "--wheel-dir", dist, requirement],
+        env=env,
+        capture=True,
+        what=what,
+    )
 
 
 def copy_units(context: Path) -> None:
@@ -178,27 +176,11 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                     hint=f"build from a machine with Python {python}, or drop {name} from "
                     "ml.compile",
                 )
-            with step(f"compiling {name} {version} (once; cached in {directory})"):
-                partial = directory.with_suffix(".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "wheel",
-                        "--quiet",
-                        "--no-deps",
-                        "--wheel-dir",
-                        partial,
-                        f"{name}=={version}",
-                    ],
-                    capture=True,
-                    what=f"compiling {name}",
-                )
-                (partial / ".complete").touch()
-                shutil.rmtree(directory, ignore_errors=True)
-                partial.rename(directory)
+            with (
+                step(f"compiling {name} {version} (once; cached in {directory})"),
+                files.cache_entry(directory, marker=".complete") as partial,
+            ):
+                build_wheel(f"{name}=={version}", partial, f"compiling {name}")
         directories.append(directory)
     return directories
 
@@ -212,9 +194,10 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
     compiled = compile_wheels(spec, python)
     wheelhouse = cache_dir() / "wheels" / key_of(requirements, python, _PLATFORMS, compiled)
     if not (wheelhouse / ".complete").exists():
-        with step(f"downloading {len(requirements)} requirements for Python {python}"):
-            partial = wheelhouse.with_suffix(".partial")
-            shutil.rmtree(partial, ignore_errors=True)
+        with (
+            step(f"downloading {len(requirements)} requirements for Python {python}"),
+            files.cache_entry(wheelhouse, marker=".complete") as partial,
+        ):
             platforms = [arg for platform in _PLATFORMS for arg in ("--platform", platform)]
             run(
                 [
@@ -236,9 +219,6 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
                 what="downloading the wheelhouse",
             )
             refuse_gpu_wheels(spec, partial)
-            (partial / ".complete").touch()
-            shutil.rmtree(wheelhouse, ignore_errors=True)
-            partial.rename(wheelhouse)
     target.mkdir()
     for wheel in wheelhouse.glob("*.whl"):
         os.link(wheel, target / wheel.name)  # same filesystem as the cache: no copy

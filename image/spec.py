@@ -6,7 +6,6 @@ fix it. Nothing downstream re-validates: render and build trust an `ImageSpec`.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -361,40 +360,14 @@ class SpecFile:
             raise self._explain(error, name, merged) from None
 
     def _explain(self, error: ValidationError, profile: str, merged: Any) -> BootlabError:
-        problems = [self._describe(item, profile, merged) for item in error.errors()]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        first = problems[0]
-        message = first + more
-        if len(problems) > 1:
-            message += "\n  " + "\n  ".join(problems[1:])
+        sources = [
+            yamlfile.Source(str(self.path), self.lines, root)
+            for root in (("common",), ("profiles", profile))
+        ]
         return die(
-            message,
+            yamlfile.explain(error, merged, sources, known_keys=_KNOWN_KEYS),
             hint="fix the key in the spec; `python build.py schema` lists every key and type",
         )
-
-    def _describe(self, item: Any, profile: str, merged: Any) -> str:
-        data_path = yamlfile.data_path(item["loc"], merged)
-        written, line = self._where(data_path, profile)
-        dotted = ".".join(str(part) for part in written) or "(top level)"
-        kind = item["type"]
-        if kind == "extra_forbidden":
-            guess = difflib.get_close_matches(str(data_path[-1]), _KNOWN_KEYS, n=1)
-            maybe = f" (did you mean '{guess[0]}'?)" if guess else ""
-            return f"{self.path}:{line}: {dotted}: unknown key{maybe}"
-        if kind == "missing":
-            return f"{self.path}:{line}: {dotted}: required key is missing"
-        message = str(item["msg"]).removeprefix("Value error, ")
-        return f"{self.path}:{line}: {dotted}: {message}"
-
-    def _where(self, data_path: KeyPath, profile: str) -> tuple[KeyPath, int]:
-        """The key path as written (under the profile or under common) and its line."""
-        for depth in range(len(data_path), -1, -1):
-            prefix = data_path[:depth]
-            for root in (("profiles", profile), ("common",)):
-                line = self.lines.get((*root, *prefix))
-                if line is not None:
-                    return (*root, *data_path), line
-        return (("profiles", profile, *data_path)), self.lines.get(("profiles", profile), 1)
 
 
 def load(path: Path = DEFAULT_SPEC, profile: str | None = None) -> ImageSpec:

@@ -2,7 +2,8 @@
 a local OpenAI-compatible server answering /v1/chat/completions in the real response
 format, with answers made from the prompt itself, so they are grounded in the chunk or the
 seed examples it was given and differ per request seed. Faults can be injected: HTTP
-errors for the first N requests, garbage, or a refusal (401)."""
+errors for the first N requests, garbage, or a refusal (401); with `api_key` it demands that
+key as a Bearer token, as vLLM does with --api-key."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Behaviour:
     status: int = 503
     garbage: bool = False
     unauthorized: bool = False
+    api_key: str | None = None  # refuse (401) every request without this Bearer token
     delay_s: float = 0.0  # a slower teacher, to catch a run half-way
     requests: list[dict[str, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -67,7 +69,8 @@ def teacher_server(behaviour: Behaviour | None = None) -> Iterator[TeacherServer
             with state.lock:
                 state.requests.append(body)
                 failing = len(state.requests) <= state.fail_first
-            if state.unauthorized:
+            wrong_key = state.api_key and self.headers["Authorization"] != f"Bearer {state.api_key}"
+            if state.unauthorized or wrong_key:
                 return self._send(401, {"error": {"message": "invalid api key"}})
             if failing:
                 return self._send(state.status, {"error": {"message": "overloaded"}})

@@ -1,6 +1,8 @@
 """The API's schema: request and response bodies shared by the daemon and the CLI.
 
-Requests reject unknown fields, so a typo in a client is an error, not a silent default."""
+Requests reject unknown fields, so a typo in a client is an error, not a silent default. The
+workloads' own state files (TrainingState among them) are bootlab.workload.state's models,
+answered as they are."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bootlab.config import Config
-from bootlab.services import Workload
 from bootlab.sysinfo import SystemInfo
+from bootlab.workload.state import TrainingState, Workload
 
 API_VERSION = "v1"
 
@@ -23,33 +25,6 @@ class ErrorBody(_Body):
     error: str
     hint: str | None = None
     code: int = Field(1, description="The exit code the CLI returns for this error.")
-
-
-class TrainingProgress(_Body):
-    phase: str
-    phase_index: int
-    phases: int
-    epoch: int
-    step: int
-    steps: int = Field(description="Steps in this phase.")
-    loss: float
-    learning_rate: float
-    tokens: int
-    tokens_per_s: float
-    step_s: float
-    eta_s: float = Field(description="Seconds left for the whole job, every phase.")
-
-
-class TrainingState(_Body):
-    job: str
-    state: Literal["starting", "running", "stopped", "done"]
-    output: str = Field(description="The model's name in the store once done.")
-    phases: list[str]
-    device: str | None = Field(
-        None, description="Where it runs: '1 x NVIDIA H200, bf16 autocast' or 'CPU (1 process)'."
-    )
-    started: float
-    progress: TrainingProgress | None = None
 
 
 class ServiceState(_Body):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from bootlab import config
+from bootlab.apikey import served_key
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 
@@ -18,23 +17,13 @@ TIMEOUT_S = 300.0
 
 
 def api_key(paths: Paths) -> str | None:
-    """$BOOTLAB_API_KEY, else serve.api_key_file when this user may read it."""
-    if key := os.environ.get("BOOTLAB_API_KEY"):
-        return key
+    """$BOOTLAB_API_KEY, else the key in serve.api_key_file (an error when it is unreadable
+    here: the server would refuse us)."""
     try:
         path = config.load(paths).serve.api_key_file
     except Exception:  # an unreadable config is serve's problem, not chat's
-        return None
-    if path is None:
-        return None
-    try:
-        return Path(path).read_text().strip() or None
-    except OSError:
-        raise die(
-            f"the server wants an API key, and {path} is not readable here",
-            hint="run as root, or pass the key in $BOOTLAB_API_KEY",
-            exit_code=Exit.NO_PERMISSION,
-        ) from None
+        path = None
+    return served_key(path)
 
 
 def complete(

@@ -5,7 +5,6 @@ Errors name the file, line and key as written, and how to fix them, like the ima
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -237,31 +236,11 @@ _SHOW_HINT = "`bootlab config show --defaults` prints every setting with its def
 def _explain(
     error: ValidationError, merged: Any, layers: list[tuple[Path, yamlfile.Located]]
 ) -> BootlabError:
-    problems = []
-    for item in error.errors():
-        key_path = yamlfile.data_path(item["loc"], merged)
-        where = _where(key_path, layers)
-        dotted = ".".join(str(part) for part in key_path)
-        if item["type"] == "extra_forbidden":
-            guess = difflib.get_close_matches(str(key_path[-1]), _KNOWN_KEYS, n=1)
-            problems.append(
-                f"{where}: {dotted}: unknown setting"
-                + (f" (did you mean '{guess[0]}'?)" if guess else "")
-            )
-        else:
-            message = str(item["msg"]).removeprefix("Value error, ")
-            problems.append(f"{where}: {dotted}: {message}")
-    return die("\n  ".join(problems), hint=_SHOW_HINT)
-
-
-def _where(key_path: yamlfile.KeyPath, layers: list[tuple[Path, yamlfile.Located]]) -> str:
-    """The last file that set the key (the admin's file wins), with the line."""
-    for depth in range(len(key_path), -1, -1):
-        for path, located in reversed(layers):
-            line = located.lines.get(key_path[:depth])
-            if line is not None:
-                return f"{path}:{line}"
-    return str(layers[-1][0]) if layers else "config"
+    sources = [yamlfile.Source(str(path), located.lines) for path, located in layers]
+    message = yamlfile.explain(
+        error, merged, sources, known_keys=_KNOWN_KEYS, unknown="unknown setting"
+    )
+    return die(message, hint=_SHOW_HINT)
 
 
 def initial_text(gpu_count: int, profile_name: str) -> str:

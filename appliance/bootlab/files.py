@@ -1,4 +1,6 @@
-"""Writing files so that a crash or a full disk never leaves half a file behind."""
+"""Writing files and directories so that a crash or a full disk never leaves half of one
+behind: `write_atomic` for a file's bytes, `cache_entry` for anything a tool or a function
+fills (a cache entry, a checkout, a checkpoint)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -29,11 +32,65 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     finally:
         os.close(descriptor)
     os.replace(partial, path)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def cache_entry(path: Path, *, marker: str | None = None, sync: bool = False) -> Iterator[Path]:
+    """Make `path`, a file or a directory, whole or not at all. The block creates the path
+    it is given (`.NAME.partial` beside `path`; a stale one is removed first). When the block
+    ends well, a directory gets the empty file `marker` (for readers that look for it), and
+    the partial takes `path`'s place (an old entry is moved aside, then removed); when it
+    fails, the partial is removed. `sync` makes the entry survive a power cut (checkpoints)."""
+    partial = path.with_name(f".{path.name}.partial")
+    _remove(partial)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.fsync(directory)
+        yield partial
+        if marker is not None and partial.is_dir():
+            (partial / marker).touch()
+        if sync:
+            _fsync_tree(partial)
+    except BaseException:
+        _remove(partial)
+        raise
+    if path.is_dir() and not path.is_symlink():
+        aside = path.with_name(f".{path.name}.old.partial")
+        _remove(aside)
+        path.rename(aside)
+        partial.rename(path)
+        _remove(aside)
+    else:
+        os.replace(partial, path)
+    if sync:
+        _fsync_dir(path.parent)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                with path.open("rb") as handle:
+                    os.fsync(handle.fileno())
+    else:
+        with root.open("rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(root if root.is_dir() else root.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
     finally:
-        os.close(directory)
+        os.close(descriptor)
 
 
 def keep_aside(path: Path, reason: str) -> Path:

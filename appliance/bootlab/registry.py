@@ -1,5 +1,7 @@
-"""Checking registry credentials before anything is saved: the Docker registry v2 login flow
-(`GET /v2/`, then Basic auth or a Bearer token from the realm the registry names)."""
+"""The one client of the Docker registry v2 API: the scheme (https, or http where
+verification is off), the login flow (`GET /v2/`, then Basic auth or a Bearer token from the
+realm the registry names), redirects, and one error per failure. `check_login` proves
+credentials before they are saved; pulls and pushes open a `Session` on one repository."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ _REGISTRY = re.compile(
 )
 # docker.io is a name, not a host: its API lives elsewhere (as podman and docker know).
 _API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
-TIMEOUT_S = 15.0
+TIMEOUT_S = 15.0  # a login: the admin waits for it
 
 
 def normalize_registry(text: str) -> str:
@@ -56,127 +58,11 @@ class LoginResult:
 def check_login(registry: str, credentials: Credentials, *, tls_verify: bool) -> LoginResult:
     """Prove the credentials work; every failure is one error that says what to do.
     The password is sent only to the registry (and its token realm), never logged."""
-    host_port = registry.split("/", 1)[0]
-    api_host = _API_HOSTS.get(host_port, host_port)
-    schemes = ["https"] if tls_verify else ["https", "http"]
-    last_error: BootlabError | None = None
-    for scheme in schemes:
-        try:
-            return _login_flow(registry, scheme, api_host, credentials, tls_verify)
-        except _WrongProtocolError as error:
-            last_error = die(
-                f"registry {registry} does not speak {scheme}: {error}",
-                hint="check the registry name and port",
-            )
-    assert last_error is not None
-    raise last_error
+    return Session(registry, None, credentials, tls_verify=tls_verify, timeout=TIMEOUT_S).login()
 
 
 class _WrongProtocolError(Exception):
     """TLS spoken to a plain-HTTP server: worth retrying over http when verification is off."""
-
-
-def _login_flow(
-    registry: str, scheme: str, api_host: str, credentials: Credentials, tls_verify: bool
-) -> LoginResult:
-    status, headers, _ = _get(
-        scheme, api_host, "/v2/", authorization=None, registry=registry, verify=tls_verify
-    )
-    if status == 200:
-        return LoginResult(registry, scheme, anonymous=True)
-    if status != 401:
-        raise die(
-            f"{scheme}://{api_host}/v2/ answered HTTP {status}: not a container registry",
-            hint="check the registry name and port",
-        )
-    challenge = headers.get("www-authenticate", "")
-    basic = (
-        "Basic "
-        + base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
-    )
-    kind, params = _parse_challenge(challenge)
-    if kind == "basic":
-        status, _, _ = _get(
-            scheme, api_host, "/v2/", authorization=basic, registry=registry, verify=tls_verify
-        )
-    elif kind == "bearer" and params.get("realm"):
-        status, token = _token(params, credentials, basic, registry, tls_verify)
-        if token is not None:
-            # As docker login does: the registry itself must accept the token it led us to.
-            status, _, _ = _get(
-                scheme,
-                api_host,
-                "/v2/",
-                authorization=f"Bearer {token}",
-                registry=registry,
-                verify=tls_verify,
-            )
-    else:
-        raise die(
-            f"registry {registry} asks for an authentication scheme bootlab does not know: "
-            f"{challenge.split(' ', 1)[0] or '(none)'}",
-            hint="log in with `podman login`, then copy the entry to /etc/ostree/auth.json",
-        )
-    if status in (401, 403):
-        raise die(
-            f"registry {registry} refused the username or password",
-            hint=f"check both, then run `bootlab login {registry}` again",
-            exit_code=Exit.CREDENTIALS,
-        )
-    if status != 200:
-        raise die(f"registry {registry} answered HTTP {status} to the login", hint="try again")
-    return LoginResult(registry, scheme, anonymous=False)
-
-
-def _token(
-    params: dict[str, str],
-    credentials: Credentials | None,
-    basic: str | None,
-    registry: str,
-    tls_verify: bool,
-) -> tuple[int, str | None]:
-    """The token service's answer to the credentials, and the token when it gave one."""
-    realm = urllib.parse.urlsplit(params["realm"])
-    if realm.scheme not in ("https", "http") or not realm.netloc:
-        raise die(f"registry {registry} names an unusable token realm: {params['realm']}")
-    query = {"account": credentials.username} if credentials else {}
-    for key in ("service", "scope"):
-        if key in params:
-            query[key] = params[key]
-    path = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
-    status, _, body = _get(
-        realm.scheme, realm.netloc, path, authorization=basic, registry=registry, verify=tls_verify
-    )
-    if status != 200:
-        return status, None
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    token = (
-        document.get("token") or document.get("access_token")
-        if isinstance(document, dict)
-        else None
-    )
-    if not isinstance(token, str) or not token:
-        raise die(f"the token service of {registry} answered without a token")
-    return status, token
-
-
-def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    kind, _, rest = header.strip().partition(" ")
-    params = dict(re.findall(r'([A-Za-z_]+)="([^"]*)"', rest))
-    return kind.lower(), params
-
-
-def _connect(scheme: str, netloc: str, verify: bool, timeout: float) -> http.client.HTTPConnection:
-    if scheme == "https":
-        context = ssl.create_default_context()
-        if not verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return http.client.HTTPSConnection(netloc, timeout=timeout, context=context)
-    return http.client.HTTPConnection(netloc, timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -218,32 +104,6 @@ def network_errors(scheme: str, netloc: str, registry: str, timeout: float) -> I
         ) from None
 
 
-def _get(
-    scheme: str,
-    netloc: str,
-    path: str,
-    *,
-    authorization: str | None,
-    registry: str,
-    verify: bool,
-) -> tuple[int, dict[str, str], bytes]:
-    connection = _connect(scheme, netloc, verify, TIMEOUT_S)
-    headers = {"User-Agent": "bootlab", "Accept": "application/json"}
-    if authorization:
-        headers["Authorization"] = authorization
-    try:
-        with network_errors(scheme, netloc, registry, TIMEOUT_S):
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            body = response.read(1 << 20)
-            return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        connection.close()
-
-
-# Sessions: authenticated access to one repository, for pulls and pushes ---------------------
-
-
 class Response:
     """An open answer: read it (or stream it with readinto), then close it."""
 
@@ -261,14 +121,15 @@ class Response:
 
 
 class Session:
-    """One repository of one registry, shared by download workers: the scheme is found once
-    (https, or http where verification is off and the registry has none), the credentials
-    from the auth files are exchanged for a token once, and redirects are followed."""
+    """One registry (and one repository of it, for pulls and pushes), shared by download
+    workers: the scheme is found once (https, or http where verification is off and the
+    registry has none), the credentials are exchanged for a token once, and redirects are
+    followed. Without a repository it can only `login`."""
 
     def __init__(
         self,
         registry: str,
-        repository: str,
+        repository: str | None,
         credentials: Credentials | None,
         *,
         tls_verify: bool,
@@ -277,16 +138,50 @@ class Session:
     ) -> None:
         host_port = registry.split("/", 1)[0]
         self.registry = registry
-        self.repository = repository
+        self.repository = repository or ""
         self.api_host = _API_HOSTS.get(host_port, host_port)
         self.credentials = credentials
         self.tls_verify = tls_verify
-        self.scope = f"repository:{repository}:pull" + (",push" if push else "")
+        # A login asks the token service for no scope of its own: /v2/ is all it opens.
+        self.scope = (
+            f"repository:{repository}:pull" + (",push" if push else "") if repository else None
+        )
         self.timeout = timeout
         self.scheme = "https"
-        self._schemes_tried = False
+        self._probe: tuple[int, str] | None = None  # the unauthenticated /v2/: status, challenge
         self._authorization: str | None = None
         self._lock = threading.Lock()
+
+    def login(self) -> LoginResult:
+        """The registry's own word that the credentials open it, as `docker login` asks."""
+        status, challenge = self._settle_scheme()
+        if status == 200:
+            return LoginResult(self.registry, self.scheme, anonymous=True)
+        if status != 401:
+            raise die(
+                f"{self.scheme}://{self.api_host}/v2/ answered HTTP {status}: "
+                "not a container registry",
+                hint="check the registry name and port",
+            )
+        status, authorization = self._authorization_for(challenge)
+        if authorization is not None:
+            # As docker login does: the registry itself must accept what it led us to.
+            with self._lock:
+                self._authorization = authorization
+            response = self._send("GET", self.scheme, self.api_host, "/v2/", auth=True)
+            response.close()
+            status = response.status
+        if status in (401, 403):
+            raise die(
+                f"registry {self.registry} refused the username or password",
+                hint=f"check both, then run `bootlab login {self.registry}` again",
+                exit_code=Exit.CREDENTIALS,
+            )
+        if status != 200:
+            raise die(
+                f"registry {self.registry} answered HTTP {status} to the login", hint="try again"
+            )
+        return LoginResult(self.registry, self.scheme, anonymous=False)
 
     def open(
         self,
@@ -306,7 +201,11 @@ class Session:
         if response.status == 401:
             challenge = response.headers.get("www-authenticate", "")
             response.close()
-            self._authenticate(challenge)
+            status, authorization = self._authorization_for(challenge)
+            if authorization is None:
+                raise self._status_error(status, "token", "")
+            with self._lock:
+                self._authorization = authorization
             response = self._send(
                 method, self.scheme, self.api_host, path, headers=headers, body=body, auth=True
             )
@@ -349,27 +248,35 @@ class Session:
             )
         return die(f"{where}: HTTP {status} for {path}: {detail[:200]}", exit_code=Exit.UNREACHABLE)
 
-    def _settle_scheme(self) -> None:
+    def _settle_scheme(self) -> tuple[int, str]:
+        """The first, unauthenticated `GET /v2/`: over https, or over http where verification
+        is off and the server speaks no TLS. Its status and challenge, asked once."""
         with self._lock:
-            if self._schemes_tried:
-                return
-            for scheme in ["https"] if self.tls_verify else ["https", "http"]:
+            if self._probe is not None:
+                return self._probe
+            schemes = ["https"] if self.tls_verify else ["https", "http"]
+            reason = ""
+            for scheme in schemes:
                 try:
                     response = self._send(
-                        "GET", scheme, self.api_host, "/v2/", headers=None, body=None, auth=False
+                        "GET", scheme, self.api_host, "/v2/", auth=False, probe=True
                     )
-                except _WrongProtocolError:
+                except _WrongProtocolError as error:
+                    reason = str(error)
                     continue
                 response.close()
                 self.scheme = scheme
-                self._schemes_tried = True
-                return
+                self._probe = (response.status, response.headers.get("www-authenticate", ""))
+                return self._probe
             raise die(
-                f"registry {self.registry} speaks neither https nor http",
+                f"registry {self.registry} does not speak {schemes[-1]}: {reason}",
+                hint="check the registry name and port",
                 exit_code=Exit.UNREACHABLE,
             )
 
-    def _authenticate(self, challenge: str) -> None:
+    def _authorization_for(self, challenge: str) -> tuple[int, str | None]:
+        """The Authorization header that answers the challenge, or None with the token
+        service's status where it refused."""
         kind, params = _parse_challenge(challenge)
         basic = None
         if self.credentials is not None:
@@ -382,17 +289,48 @@ class Session:
                     hint=f"bootlab login {self.registry}",
                     exit_code=Exit.CREDENTIALS,
                 )
-            authorization = basic
-        elif kind == "bearer" and params.get("realm"):
-            params = {**params, "scope": self.scope}
-            status, token = _token(params, self.credentials, basic, self.registry, self.tls_verify)
-            if token is None:
-                raise self._status_error(status, "token", "")
-            authorization = f"Bearer {token}"
-        else:
-            raise die(f"registry {self.registry} asks for unknown authentication: {challenge}")
-        with self._lock:
-            self._authorization = authorization
+            return 200, basic
+        if kind == "bearer" and params.get("realm"):
+            if self.scope is not None:
+                params = {**params, "scope": self.scope}
+            status, token = self._token(params, basic)
+            return status, None if token is None else f"Bearer {token}"
+        raise die(
+            f"registry {self.registry} asks for an authentication scheme bootlab does not know: "
+            f"{challenge.split(' ', 1)[0] or '(none)'}",
+            hint="log in with `podman login`, then copy the entry to /etc/ostree/auth.json",
+        )
+
+    def _token(self, params: dict[str, str], basic: str | None) -> tuple[int, str | None]:
+        """The token service's answer to the credentials, and the token when it gave one."""
+        realm = urllib.parse.urlsplit(params["realm"])
+        if realm.scheme not in ("https", "http") or not realm.netloc:
+            raise die(f"registry {self.registry} names an unusable token realm: {params['realm']}")
+        query = {"account": self.credentials.username} if self.credentials else {}
+        for key in ("service", "scope"):
+            if key in params:
+                query[key] = params[key]
+        path = (realm.path or "/") + "?" + urllib.parse.urlencode(query)
+        headers = {"Accept": "application/json", **({"Authorization": basic} if basic else {})}
+        response = self._send("GET", realm.scheme, realm.netloc, path, headers=headers, auth=False)
+        try:
+            body = response.read(1 << 20)
+        finally:
+            response.close()
+        if response.status != 200:
+            return response.status, None
+        try:
+            document = json.loads(body)
+        except ValueError:
+            document = None
+        token = (
+            document.get("token") or document.get("access_token")
+            if isinstance(document, dict)
+            else None
+        )
+        if not isinstance(token, str) or not token:
+            raise die(f"the token service of {self.registry} answered without a token")
+        return response.status, token
 
     def _send(
         self,
@@ -401,18 +339,46 @@ class Session:
         netloc: str,
         path: str,
         *,
-        headers: dict[str, str] | None,
-        body: bytes | None,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
         auth: bool,
+        probe: bool = False,
     ) -> Response:
+        """One request on a connection of its own; with `probe`, TLS spoken to a plain-HTTP
+        server is `_WrongProtocolError`, for the caller to try http."""
         connection = _connect(scheme, netloc, self.tls_verify, self.timeout)
         sent = {"User-Agent": "bootlab", **(headers or {})}
         if auth and self._authorization:
             sent["Authorization"] = self._authorization
-        with network_errors(scheme, netloc, self.registry, self.timeout):
-            try:
-                connection.request(method, path, body=body, headers=sent)
-                return Response(connection, connection.getresponse())
-            except BaseException:
-                connection.close()
+        try:
+            with network_errors(scheme, netloc, self.registry, self.timeout):
+                try:
+                    connection.request(method, path, body=body, headers=sent)
+                    return Response(connection, connection.getresponse())
+                except BaseException:
+                    connection.close()
+                    raise
+        except _WrongProtocolError as error:
+            if probe:
                 raise
+            raise die(
+                f"{netloc} does not speak {scheme}: {error}",
+                hint="check the registry's token realm and redirects",
+                exit_code=Exit.UNREACHABLE,
+            ) from None
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    kind, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'([A-Za-z_]+)="([^"]*)"', rest))
+    return kind.lower(), params
+
+
+def _connect(scheme: str, netloc: str, verify: bool, timeout: float) -> http.client.HTTPConnection:
+    if scheme == "https":
+        context = ssl.create_default_context()
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(netloc, timeout=timeout, context=context)
+    return http.client.HTTPConnection(netloc, timeout=timeout)

@@ -42,6 +42,30 @@ class Gpu(BaseModel):
     uuid: str | None = None
     driver: str | None = None
 
+    @classmethod
+    def found(
+        cls,
+        vendor: Vendor,
+        index: int,
+        name: str,
+        memory_mib: int,
+        *,
+        uuid: str | None = None,
+        driver: str | None = None,
+        model: str | None = None,
+    ) -> Gpu:
+        """A GPU as a tool or sysfs names it; its short model from the name unless known."""
+        model = model or short_model(vendor, name)
+        return cls(
+            vendor=vendor,
+            index=index,
+            name=name,
+            model=model,
+            memory_mib=memory_mib,
+            uuid=uuid,
+            driver=driver,
+        )
+
 
 class HardwareProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -143,18 +167,10 @@ def parse_nvidia_smi_xml(text: str) -> list[Gpu]:
     # Documents list GPUs in nvidia-smi's index order (PCI bus order); minor_number differs.
     for index, gpu in enumerate(log.findall("gpu")):
         name = _clean(gpu.findtext("product_name")) or "NVIDIA GPU"
-        gpus.append(
-            Gpu(
-                vendor="nvidia",
-                index=index,
-                name=name,
-                model=short_model("nvidia", name),
-                # The GPU's own fb_memory_usage, not those of its MIG slices (mig_devices/...).
-                memory_mib=_int(gpu.findtext("fb_memory_usage/total")),
-                uuid=_clean(gpu.findtext("uuid")),
-                driver=driver,
-            )
-        )
+        # The GPU's own fb_memory_usage, not those of its MIG slices (mig_devices/...).
+        memory_mib = _int(gpu.findtext("fb_memory_usage/total"))
+        uuid = _clean(gpu.findtext("uuid"))
+        gpus.append(Gpu.found("nvidia", index, name, memory_mib, uuid=uuid, driver=driver))
     return gpus
 
 
@@ -173,17 +189,9 @@ def parse_rocm_smi_json(text: str) -> list[Gpu]:
         if not isinstance(card, dict):
             continue
         name = _field(card, "card series") or "AMD GPU"
-        gpus.append(
-            Gpu(
-                vendor="amd",
-                index=index,
-                name=name,
-                model=short_model("amd", name),
-                memory_mib=_int(_field(card, "vram total memory (b)")) // _MIB,
-                uuid=_field(card, "unique id"),
-                driver=driver,
-            )
-        )
+        memory_mib = _int(_field(card, "vram total memory (b)")) // _MIB
+        uuid = _field(card, "unique id")
+        gpus.append(Gpu.found("amd", index, name, memory_mib, uuid=uuid, driver=driver))
     return gpus
 
 
@@ -203,12 +211,11 @@ def parse_xpu_smi_json(text: str) -> list[Gpu]:
             continue
         name = _field(device, "device_name") or "Intel GPU"
         gpus.append(
-            Gpu(
-                vendor="intel",
-                index=_int(device.get("device_id"), default=position),
-                name=name,
-                model=short_model("intel", name),
-                memory_mib=_int(device.get("memory_physical_size_byte")) // _MIB,
+            Gpu.found(
+                "intel",
+                _int(device.get("device_id"), default=position),
+                name,
+                _int(device.get("memory_physical_size_byte")) // _MIB,
                 uuid=_field(device, "uuid"),
                 driver=_field(device, "driver_version"),
             )
@@ -364,16 +371,9 @@ def _sysfs_gpus(vendor: Vendor, source: _Source, root: Path) -> list[Gpu]:
         if vendor == "intel" and model is None:
             continue
         name = _read(device / "product_name").strip() or f"{_LABELS[vendor]} GPU [{pci_id}]"
-        gpus.append(
-            Gpu(
-                vendor=vendor,
-                index=len(gpus),
-                name=name,
-                model=model or short_model(vendor, name),
-                # amdgpu reports its VRAM here; i915/xe have no such file, so Intel shows 0.
-                memory_mib=_int(_read(device / "mem_info_vram_total")) // _MIB,
-            )
-        )
+        # amdgpu reports its VRAM here; i915/xe have no such file, so Intel shows 0.
+        memory_mib = _int(_read(device / "mem_info_vram_total")) // _MIB
+        gpus.append(Gpu.found(vendor, len(gpus), name, memory_mib, model=model))
     return gpus
 
 

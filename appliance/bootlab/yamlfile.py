@@ -1,16 +1,20 @@
-"""YAML files whose every key keeps its line, so validation errors can say `file:line: key`.
+"""YAML files whose every key keeps its line, and the one explainer that turns a validation
+error into `FILE:LINE: key.path: message (did you mean ...)` lines.
 
-Shared by the image spec (build side) and the appliance config (inside the image).
+Shared by the image spec (build side), the appliance config and job files (inside the image)
+and taxonomy leaves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from bootlab.errors import die
 
@@ -137,3 +141,59 @@ def read_yaml(path: Path, *, hint: str) -> Located | None:
             f"{path}: not UTF-8 text (byte {error.start})", hint="save the file as UTF-8"
         ) from None
     return parse_yaml(text, str(path))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where settings were written: the file, its line map, and the key path the settings
+    sit under in it (a spec's `("profiles", "dev")`; nothing for a config file)."""
+
+    path: str
+    lines: Mapping[KeyPath, int]
+    root: KeyPath = ()
+
+
+def locate(key_path: KeyPath, sources: Sequence[Source]) -> tuple[Source, int] | None:
+    """The source and line of the deepest part of `key_path` written anywhere; at the same
+    depth the later source wins (an admin's file over the image's, a profile over common)."""
+    for depth in range(len(key_path), -1, -1):
+        for source in reversed(sources):
+            line = source.lines.get((*source.root, *key_path[:depth]))
+            if line is not None:
+                return source, line
+    return None
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    guess = difflib.get_close_matches(word, sorted(known), n=1)
+    return f" (did you mean '{guess[0]}'?)" if guess else ""
+
+
+def explain(
+    error: ValidationError,
+    data: Any,
+    sources: Sequence[Source],
+    *,
+    known_keys: Iterable[str],
+    unknown: str = "unknown key",
+) -> str:
+    """Every problem pydantic found in `data` (merged from `sources`) as one
+    `FILE:LINE: key.path: message` line, the key path as written; the first line says how
+    many more follow."""
+    known = sorted(known_keys)
+    problems = []
+    for item in error.errors():
+        key_path = data_path(item["loc"], data)
+        found = locate(key_path, sources)
+        source, line = found or (sources[-1], sources[-1].lines.get(sources[-1].root, 1))
+        dotted = ".".join(str(part) for part in (*source.root, *key_path)) or "(top level)"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            message = unknown + did_you_mean(str(key_path[-1]), known)
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{source.path}:{line}: {dotted}: {message}")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return "\n  ".join([problems[0] + more, *problems[1:]])

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from bootlab import config, datasets, services
+from bootlab import config, datasets
 from bootlab.api import TrainingState
 from bootlab.errors import BootlabError
 from bootlab.paths import Paths
@@ -21,8 +21,9 @@ from bootlab.train import estimate, preflight
 from bootlab.train.batching import epoch_order, micro_batches, split
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
-from bootlab.train.supervise import Relay, state_file, worker_env
+from bootlab.train.supervise import Relay, worker_env
 from bootlab.train.tokens import IGNORE, sample
+from bootlab.workload import state
 from train_data import write
 
 pytestmark = pytest.mark.unit
@@ -45,6 +46,17 @@ def test_a_job_file_is_checked_with_its_own_line_numbers() -> None:
         config.load_job(text, "/root/job.yaml")
     assert "/root/job.yaml:6: phases.0.learning_rte: unknown setting" in raised.value.message
     assert "did you mean 'learning_rate'" in raised.value.message
+
+
+def test_a_job_file_speaks_like_the_image_spec() -> None:
+    """One explainer for the config, job files and the spec: a missing key and a count of the
+    other problems read the same everywhere."""
+    text = "phases:\n  - name: k\n  - {name: s, data: d, epochs: 0}\n"
+    with pytest.raises(BootlabError) as raised:
+        config.load_job(text, "job.yaml")
+    first, *rest = raised.value.message.splitlines()
+    assert first == "job.yaml:2: phases.0.data: required key is missing (and 1 more)"
+    assert rest == ["  job.yaml:3: phases.1.epochs: Input should be greater than or equal to 1"]
 
 
 def test_a_job_file_replaces_the_configs_data() -> None:
@@ -76,11 +88,11 @@ def test_contradicting_settings_are_refused(
 
 def test_a_train_start_job_persists_and_lays_over_the_config(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
-    override = services.override_file(paths, "train")
+    override = state.override_file(paths, "train")
     assert override.is_relative_to(paths.state)  # /var: the job survives a reboot
     override.parent.mkdir(parents=True)
     override.write_text(json.dumps({"model": "m", "phases": [{"name": "k", "data": "d"}]}))
-    merged = services.with_override(config.Config(), paths, "train")
+    merged = state.with_override(config.Config(), paths, "train")
     assert merged.train.model == "m"
     assert merged.train.output_name() == "m-tuned" == merged.train.job_name()
 
@@ -150,8 +162,11 @@ def test_checkpoints_are_whole_or_absent(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="disk full"):
         checkpoints.save(checkpoints.resume_name(0, 4), half)
     assert checkpoints.latest() is None  # nothing half-written is a checkpoint
-    checkpoints.claim()  # the next start sweeps the partial directory
-    assert not list(checkpoints.root.rglob(".partial-*"))
+    assert not [path for path in checkpoints.root.rglob(".*") if "partial" in path.name]
+    stale = checkpoints.resume_dir / ".partial-00-00000002"  # an older bootlab's, killed
+    stale.mkdir()
+    checkpoints.claim()  # the next start sweeps it
+    assert not stale.exists()
 
     for step in (2, 4, 6):
         checkpoints.save(
@@ -361,9 +376,9 @@ def test_the_status_file_is_what_the_daemon_reads(appliance: Paths) -> None:
         "step_s": 0.5, "eta_s": 3.0,
     }  # fmt: skip
     relay.handle({"event": "step", **step})
-    state = TrainingState.model_validate_json(state_file(appliance).read_bytes())
-    assert (state.job, state.state, state.device) == (plan.job, "running", where)
-    assert state.progress is not None and state.progress.step == 3
+    read = TrainingState.model_validate_json(state.train_file(appliance).read_bytes())
+    assert (read.job, read.state, read.device) == (plan.job, "running", where)
+    assert read.progress is not None and read.progress.step == 3
 
 
 def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> None:

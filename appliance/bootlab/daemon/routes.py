@@ -4,8 +4,6 @@ from it, so the two cannot drift apart."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import socket
 import threading
@@ -23,7 +21,6 @@ from bootlab import (
     datasets,
     gpu_lock,
     registry,
-    services,
     sysinfo,
     upgrade,
 )
@@ -51,19 +48,16 @@ from bootlab.api import (
     ServiceState,
     StartRequest,
     Status,
-    TrainingState,
     VerifyResult,
 )
 from bootlab.daemon.jobs import Jobs
 from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
-from bootlab.sdg.teacher import Teacher
-from bootlab.serve import supervise
 from bootlab.store import sources
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import ModelRecord, Store, check_name, model_store
 from bootlab.store.sources import registry as registry_source
-from bootlab.train import supervise as train_supervise
+from bootlab.workload import request, units
 
 
 @dataclass
@@ -113,36 +107,19 @@ class Route:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
 
 
-def _service_state(workload: services.Workload, paths: Paths) -> ServiceState:
-    return _as_model(workload, services.state(workload), paths)
-
-
-def _as_model(
-    workload: services.Workload, unit: services.UnitState, paths: Paths | None = None
-) -> ServiceState:
-    serving: dict[str, Any] = {}
-    training = None
-    if workload == "serve" and paths is not None and unit.active == "active":
-        with contextlib.suppress(OSError, ValueError):
-            serving = json.loads(supervise.state_file(paths).read_text())
-    if workload == "train" and paths is not None:
-        with contextlib.suppress(OSError, ValueError):
-            training = TrainingState.model_validate_json(
-                train_supervise.state_file(paths).read_bytes()
-            )
+def _view(service: units.Service) -> ServiceState:
+    """The unit as systemd says (since: seconds, not µs), with what is served, if anything."""
+    unit = asdict(service.unit)
+    since_us = unit.pop("since_us")
+    served = service.serving
+    shown = served.model_dump(include={"model", "backend", "endpoint"}) if served else {}
     return ServiceState(
-        workload=workload,
-        unit=unit.unit,
-        active=unit.active,
-        sub=unit.sub,
-        main_pid=unit.main_pid,
-        result=unit.result,
-        since=unit.since_us / 1e6 if unit.since_us else None,
-        model=serving.get("model"),
-        backend=serving.get("backend"),
-        endpoint=serving.get("endpoint"),
-        ready_at=serving.get("ready"),
-        training=training,
+        workload=service.workload,
+        **unit,
+        **shown,
+        since=since_us / 1e6 if since_us else None,
+        ready_at=served.ready if served else None,
+        training=service.training,
     )
 
 
@@ -157,9 +134,9 @@ def get_status(context: Context, _: dict[str, str], __: None) -> Status:
     warnings += auth_warnings
     holder = gpu_lock.holder(context.paths.gpu_lock)
     states = []
-    for workload in services.WORKLOADS:
+    for workload in units.WORKLOADS:
         try:
-            states.append(_service_state(workload, context.paths))
+            states.append(_view(units.describe(workload, context.paths)))
         except BootlabError as error:
             warnings.append(error.message)
     return Status(
@@ -227,31 +204,22 @@ def post_config_init(
 
 
 def get_service(context: Context, params: dict[str, str], __: None) -> ServiceState:
-    return _service_state(cast(services.Workload, params["workload"]), context.paths)
+    workload = cast(units.Workload, params["workload"])
+    return _view(units.describe(workload, context.paths))
 
 
 def post_service_start(
     context: Context, params: dict[str, str], body: StartRequest
 ) -> ServiceState:
-    workload = cast(services.Workload, params["workload"])
-    changes: dict[str, object] = body.model_dump(exclude_none=True)
-    if "model" in changes:
-        check_name(body.model or "")
-    serve_only = {"port", "backend", "max_model_len"} & set(changes)
-    if workload == "train" and serve_only:
-        raise die(f"train start takes no {', '.join(sorted(serve_only))}", exit_code=Exit.USAGE)
-    if workload == "serve" and body.job_yaml is not None:
-        raise die("serve start takes no job", hint="a job is for train start", exit_code=Exit.USAGE)
-    job_yaml = changes.pop("job_yaml", None)
-    source = str(changes.pop("job_source", None) or "job")
-    if isinstance(job_yaml, str):
-        changes = {**config.load_job(job_yaml, source), **changes}
-    return _as_model(workload, services.start(workload, context.paths, changes), context.paths)
+    workload = cast(units.Workload, params["workload"])
+    changes = request.changes(workload, body.model_dump(exclude_none=True))
+    started = units.start(workload, context.paths, changes)
+    return _view(units.describe(workload, context.paths, started))
 
 
 def post_service_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
-    workload = cast(services.Workload, params["workload"])
-    return _as_model(workload, services.stop(workload))
+    workload = cast(units.Workload, params["workload"])
+    return _view(units.Service(workload, units.stop(workload)))
 
 
 # Models --------------------------------------------------------------------------------------
@@ -404,68 +372,22 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
     """Synthetic data as a job: the taxonomy's leaves through the teacher, the output kept
     as datasets NAME-knowledge and NAME-skills. Root only: the taxonomy and its documents
     are read from this machine's files."""
-    from bootlab import taxonomy  # noqa: PLC0415 - jsonschema and friends, only here
-    from bootlab.sdg import generate as sdg  # noqa: PLC0415
-    from bootlab.sdg.sources import from_taxonomy  # noqa: PLC0415
+    from bootlab.sdg import generate, job  # noqa: PLC0415 - the generator, only here
 
     _root_only(params)
     name = check_name(body.name)
-    source = Path(body.taxonomy)
-    if not source.is_absolute():
-        raise die(f"'{body.taxonomy}' is not an absolute path", exit_code=Exit.USAGE)
-    teacher = _teacher(context, body)
-    found = taxonomy.leaves(source, body.ref, changed_only=not body.all)
-    if not found:
-        raise die(
-            f"no leaves to generate from in {source} (none changed"
-            + (f" against {body.ref})" if body.ref else ")"),
-            hint="change or add a qna.yaml, or pass --all for every leaf",
-            exit_code=Exit.DATA,
-        )
-    run_dir = context.paths.state / "sdg" / name
-    settings = sdg.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
-
-    def work(progress: Progress) -> list[DatasetView]:
-        leaves = from_taxonomy(found, run_dir / "documents")
-        outcome = sdg.generate(leaves, teacher, run_dir, settings, progress=progress)
-        sdg.check(outcome, run_dir)
-        made = []
-        for path, suffix in ((outcome.knowledge, "knowledge"), (outcome.skills, "skills")):
-            if path is not None:
-                dataset = datasets.import_file(context.paths.state, path, f"{name}-{suffix}")
-                made.append(DatasetView(**asdict(dataset)))
-        return made
-
-    return context.jobs.start("generate", f"{source} as {name}", work)
+    source = job.taxonomy_dir(body.taxonomy)
+    teacher = job.teacher(context.paths, body.endpoint, body.model, body.api_key_file)
+    settings = generate.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
+    what, work = job.plan(
+        context.paths, name, source, teacher, ref=body.ref, every_leaf=body.all, settings=settings
+    )
+    return context.jobs.start(
+        "generate", what, lambda progress: [DatasetView(**asdict(d)) for d in work(progress)]
+    )
 
 
-def _teacher(context: Context, body: GenerateRequest) -> Teacher:
-    """The endpoint asked for, or the model bootlab-serve serves now (with its API key)."""
-    settings = config.load(context.paths)
-    key_file = body.api_key_file or (None if body.endpoint else settings.serve.api_key_file)
-    key = None
-    if key_file:
-        try:
-            key = Path(key_file).read_text().strip()
-        except OSError as error:
-            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=Exit.USAGE) from None
-    if body.endpoint:
-        if not body.model:
-            raise die("--endpoint needs --model: the teacher's model name", exit_code=Exit.USAGE)
-        return Teacher(body.endpoint, body.model, key)
-    try:
-        served = json.loads(supervise.state_file(context.paths).read_text())
-    except (OSError, ValueError):
-        raise die(
-            "no teacher: nothing is being served",
-            hint="serve the teacher (`bootlab serve start MODEL`), or give --endpoint URL "
-            "--model NAME",
-            exit_code=Exit.NOT_CONFIGURED,
-        ) from None
-    return Teacher(served["endpoint"], body.model or served["model"], key)
-
-
-_WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(services.WORKLOADS)}
+_WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(units.WORKLOADS)}
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/status", "Appliance status at a glance", get_status, Status),

@@ -8,14 +8,16 @@ import json
 import re
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bootlab.apikey import served_key
 from bootlab.errors import Exit, die
 from bootlab.evaluate.tasks import Choice, Judged, Kind
 from bootlab.sdg.teacher import Teacher, TeacherError
-from bootlab.workloads import ml_module_argv
+from bootlab.workload.launch import ml_module_argv
 
 SCORE = re.compile(r"\b(10|[1-9])\b")
 
@@ -74,6 +76,14 @@ def evaluate(
         )
     score = sum(d["score"] for d in details) / len(details)
     return Result(name, benchmark, kind, score, len(details), details)
+
+
+def served_judge(served: Mapping[str, Any], api_key_file: str | None) -> Teacher | None:
+    """The model bootlab-serve serves now (its service state), as the judge, with the key
+    its clients send when serve.api_key_file is set; None when nothing is served."""
+    if not served.get("endpoint"):
+        return None
+    return Teacher(str(served["endpoint"]), str(served["model"]), served_key(api_key_file))
 
 
 def _worker(

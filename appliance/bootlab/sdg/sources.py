@@ -4,10 +4,9 @@ pairs, and a knowledge leaf's documents read from its git repository at its comm
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from bootlab import taxonomy
+from bootlab import files, taxonomy
 from bootlab.errors import Exit, die
 from bootlab.run import run
 from bootlab.sdg.generate import Example, Leaf
@@ -23,51 +22,33 @@ def from_taxonomy(leaves: list[taxonomy.Leaf], cache: Path) -> list[Leaf]:
             for seed in leaf.seed_examples
             for pair in seed.pairs
         )
+        texts: tuple[str, ...] = ()
         if leaf.kind == "knowledge":
             assert leaf.document is not None  # validation requires it
-            found.append(
-                Leaf(
-                    path=leaf.name,
-                    kind="knowledge",
-                    task=leaf.domain or leaf.name,
-                    examples=examples,
-                    documents=documents(leaf.document, cache, leaf.path),
-                )
-            )
-        else:
-            found.append(
-                Leaf(
-                    path=leaf.name,
-                    kind="skill",
-                    task=leaf.task_description or leaf.name,
-                    examples=examples,
-                )
-            )
+            texts = documents(leaf.document, cache, leaf.path)
+        # A knowledge leaf's task is its domain; a skill's, its task description.
+        task = (leaf.domain if leaf.kind == "knowledge" else leaf.task_description) or leaf.name
+        found.append(Leaf(leaf.name, leaf.kind, task, examples, texts))
     return found
 
 
 def documents(reference: taxonomy.DocumentRef, cache: Path, leaf: Path) -> tuple[str, ...]:
     checkout = cache / reference.commit
     if not (checkout / ".bootlab-complete").exists():
-        partial = checkout.with_name(f"{reference.commit}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.parent.mkdir(parents=True, exist_ok=True)
         what = f"fetching the documents of {leaf} ({reference.repo} at {reference.commit})"
-        run(
-            ["git", "clone", "--quiet", "--no-checkout", reference.repo, str(partial)],
-            capture=True,
-            timeout=600,
-            what=what,
-        )
-        run(
-            ["git", "-C", str(partial), "checkout", "--quiet", reference.commit],
-            capture=True,
-            timeout=600,
-            what=what,
-        )
-        (partial / ".bootlab-complete").touch()
-        shutil.rmtree(checkout, ignore_errors=True)
-        partial.rename(checkout)
+        with files.cache_entry(checkout, marker=".bootlab-complete") as partial:
+            run(
+                ["git", "clone", "--quiet", "--no-checkout", reference.repo, str(partial)],
+                capture=True,
+                timeout=600,
+                what=what,
+            )
+            run(
+                ["git", "-C", str(partial), "checkout", "--quiet", reference.commit],
+                capture=True,
+                timeout=600,
+                what=what,
+            )
     texts = []
     for pattern in reference.patterns:
         matched = sorted(p for p in checkout.glob(pattern) if p.is_file())

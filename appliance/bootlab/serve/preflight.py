@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 from bootlab import text
+from bootlab.apikey import read_api_key
 from bootlab.config import Config, Serve
 from bootlab.errors import Exit, die
 from bootlab.modelinfo import hf_config, weights_bytes
@@ -17,7 +18,7 @@ from bootlab.paths import Paths
 from bootlab.serve import gguf
 from bootlab.serve.backends import Backend, Target, choose, gguf_file
 from bootlab.sysinfo import SystemInfo
-from bootlab.workloads import ml_python, store_model
+from bootlab.workload.launch import ml_python, store_model
 
 USABLE_VRAM = 0.9  # what a backend can really use of a GPU's memory
 
@@ -144,14 +145,8 @@ def _check_port(serve: Serve) -> None:
 def _api_key(serve: Serve) -> str | None:
     if serve.api_key_file is None:
         return None
-    try:
-        key = Path(serve.api_key_file).read_text().strip()
-    except OSError as error:
-        raise die(
-            f"cannot read serve.api_key_file {serve.api_key_file}: {error.strerror}",
-            hint="create it (one line, mode 0600), or remove serve.api_key_file",
-            exit_code=Exit.NOT_CONFIGURED,
-        ) from None
-    if not key:
-        raise die(f"{serve.api_key_file} is empty", exit_code=Exit.NOT_CONFIGURED)
-    return key
+    return read_api_key(
+        serve.api_key_file,
+        setting="serve.api_key_file",
+        hint="create it (one line, mode 0600), or remove serve.api_key_file",
+    )

@@ -13,21 +13,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from bootlab import files, journal
+from bootlab import journal
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
+from bootlab.run import spawn
 from bootlab.serve.backends import Backend, Target
+from bootlab.workload import state
 
 log = logging.getLogger("bootlab.serve")
 PROBE_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 60.0
-
-
-def state_file(paths: Paths) -> Path:
-    """What is being served, for `bootlab serve status` and `bootlab chat`."""
-    return paths.runtime / "serve.json"
 
 
 def endpoint(target: Target) -> str:
@@ -56,31 +52,48 @@ def supervise(backend: Backend, target: Target, paths: Paths, lock: int) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     journal.notify(f"STATUS=loading {target.name} with {backend.name}")
     log.info("starting %s for %s: %s", backend.name, target.name, " ".join(launch.argv))
-    child = subprocess.Popen(launch.argv, env={**os.environ, **launch.env}, pass_fds=(lock,))
-    started = time.time()
     try:
-        if not _wait_ready(child, target, stopping):
-            return Exit.OK if stopping.is_set() else Exit.ERROR
-        record = {
-            "model": target.name,
-            "backend": backend.name,
-            "endpoint": endpoint(target),
-            "pid": child.pid,
-            "started": started,
-            "ready": time.time(),
-        }
-        files.write_atomic(state_file(paths), json.dumps(record).encode(), 0o644)
-        journal.notify(
-            f"READY=1\nSTATUS=serving {target.name} with {backend.name} at {endpoint(target)}"
-        )
-        log.info(
-            "%s answers at %s after %.1fs", target.name, endpoint(target), time.time() - started
-        )
-        return _watch(child, target, stopping)
+        # The backend inherits the GPU lock (pass_fds), so the lock is held while it runs,
+        # whichever of the two goes first; a stop gives it STOP_TIMEOUT_S to finish requests.
+        with spawn(
+            launch.argv,
+            env={**os.environ, **launch.env},
+            pass_fds=(lock,),
+            stop_timeout=STOP_TIMEOUT_S,
+            what=backend.name,
+        ) as child:
+            try:
+                return _serve(child, backend, target, paths, stopping)
+            finally:
+                journal.notify("STOPPING=1")
     finally:
-        journal.notify("STOPPING=1")
-        _stop(child)
-        state_file(paths).unlink(missing_ok=True)
+        state.serve_file(paths).unlink(missing_ok=True)
+
+
+def _serve(
+    child: subprocess.Popen[bytes],
+    backend: Backend,
+    target: Target,
+    paths: Paths,
+    stopping: threading.Event,
+) -> int:
+    started = time.time()
+    if not _wait_ready(child, target, stopping):
+        return Exit.OK if stopping.is_set() else Exit.ERROR
+    serving = state.ServeState(
+        model=target.name,
+        backend=backend.name,
+        endpoint=endpoint(target),
+        pid=child.pid,
+        started=started,
+        ready=time.time(),
+    )
+    state.write(state.serve_file(paths), serving)
+    journal.notify(
+        f"READY=1\nSTATUS=serving {target.name} with {backend.name} at {endpoint(target)}"
+    )
+    log.info("%s answers at %s after %.1fs", target.name, endpoint(target), time.time() - started)
+    return _watch(child, target, stopping)
 
 
 def _wait_ready(child: subprocess.Popen[bytes], target: Target, stopping: threading.Event) -> bool:
@@ -120,15 +133,3 @@ def _watch(child: subprocess.Popen[bytes], target: Target, stopping: threading.E
         else:
             log.warning("%s did not answer the health probe", target.name)
     return Exit.OK
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is not None:
-        return
-    child.terminate()
-    try:
-        child.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        log.warning("the server did not stop within %ss: killing it", STOP_TIMEOUT_S)
-        child.kill()
-        child.wait()

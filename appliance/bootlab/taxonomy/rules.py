@@ -33,8 +33,8 @@ from typing import Any
 
 from bootlab.taxonomy.model import Kind, Severity
 from bootlab.taxonomy.schema import VERSIONS
+from bootlab.yamlfile import KeyPath
 
-KeyPath = tuple[str | int, ...]
 Found = tuple[KeyPath, str, Severity]
 
 CHARS_PER_TOKEN = 4

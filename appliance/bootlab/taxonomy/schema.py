@@ -4,7 +4,6 @@ rewritten here for people: the field's path as written in the file, and what to 
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -16,9 +15,9 @@ from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from bootlab import yamlfile
 from bootlab.taxonomy.model import Kind
-
-KeyPath = tuple[str | int, ...]
+from bootlab.yamlfile import KeyPath
 
 # Schema versions each kind accepts. Knowledge is version 3 (document_outline, document
 # references and three Q&A pairs a context); skills are still written as 2 (RHEL AI's
@@ -149,8 +148,7 @@ def _unknown(key: str, allowed: set[str], kind: Kind, *, top: bool) -> str:
             f"unknown key for a {kind} leaf ({other} leaves have it: does the file belong "
             f"under {where}?)"
         )
-    guess = difflib.get_close_matches(key, sorted(allowed), n=1)
-    return "unknown key" + (f" (did you mean '{guess[0]}'?)" if guess else "")
+    return "unknown key" + yamlfile.did_you_mean(key, allowed)
 
 
 def _found(value: Any) -> str:

@@ -26,8 +26,8 @@ from bootlab.taxonomy.model import (
     SeedExample,
     Severity,
 )
+from bootlab.yamlfile import KeyPath
 
-KeyPath = tuple[str | int, ...]
 _SUFFIXES = (".yaml", ".yml")
 
 
@@ -125,11 +125,11 @@ def check_file(
         return None, _sorted(problems)
     kind = _kind(top, data)
 
+    sources = [yamlfile.Source(str(display), located.lines)]
+
     def line_of(path: KeyPath) -> int:
-        for depth in range(len(path), -1, -1):
-            if path[:depth] in located.lines:
-                return located.lines[path[:depth]]
-        return 1
+        found = yamlfile.locate(path, sources)
+        return found[1] if found else 1
 
     version, found = rules.check_version(data, kind)
     for path, message, severity in found:

@@ -1,5 +1,6 @@
 """Checkpoints of one job under /var/lib/bootlab/checkpoints/<job>/, each written whole or
-not at all: a directory is filled as `.partial-NAME`, its files fsynced, then renamed.
+not at all: a directory is filled as `.NAME.partial`, its files fsynced, then renamed
+(`files.cache_entry`).
 
     job.json              which job made this directory (its fingerprint)
     resume/PP-SSSSSSSS/   phase PP after step S: weights, optimizer, scheduler, RNG, state
@@ -11,11 +12,12 @@ A directory made by another job, or one that is not ours, is refused, never writ
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bootlab import files
 
 FORMAT = 1
 STATE = "trainer_state.json"  # written last: a resume directory without it is not whole
@@ -28,28 +30,8 @@ class CheckpointError(Exception):
         self.hint = hint
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def write_json(path: Path, document: Any) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(document, indent=1))
-    with partial.open("rb") as handle:
-        os.fsync(handle.fileno())
-    partial.replace(path)
+    files.write_atomic(path, json.dumps(document, indent=1).encode())
 
 
 class Checkpoints:
@@ -88,25 +70,17 @@ class Checkpoints:
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             write_json(marker, {"format": FORMAT, "job": self.job, "fingerprint": self.fingerprint})
-        for partial in self.root.rglob(".partial-*"):
-            shutil.rmtree(partial)  # our own interrupted writes: never a checkpoint
+        # Our own interrupted writes, never a checkpoint (.partial-NAME: older bootlabs').
+        for pattern in (".*.partial", ".partial-*"):
+            for partial in self.root.rglob(pattern):
+                shutil.rmtree(partial, ignore_errors=True)
 
     def save(self, target: Path, fill: Callable[[Path], None]) -> Path:
-        partial = target.with_name(f".partial-{target.name}")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        fill(partial)
-        _fsync_tree(partial)
-        if target.exists():
-            # Only a candidate is ever saved twice: the same epoch redone after a resume
-            # from before it (the same numbers, since the run is deterministic).
-            aside = target.with_name(f".partial-old-{target.name}")
-            target.rename(aside)
-            partial.rename(target)
-            shutil.rmtree(aside)
-        else:
-            partial.rename(target)
-        _fsync_dir(target.parent)
+        # Only a candidate is ever saved twice: the same epoch redone after a resume from
+        # before it (the same numbers, since the run is deterministic).
+        with files.cache_entry(target, sync=True) as partial:
+            partial.mkdir(parents=True)
+            fill(partial)
         return target
 
     def resume_name(self, phase: int, step: int) -> Path:

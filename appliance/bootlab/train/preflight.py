@@ -21,7 +21,7 @@ from bootlab.sysinfo import SystemInfo
 from bootlab.train import estimate
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import LoRAPlan, PhasePlan, Plan
-from bootlab.workloads import ml_python, store_model
+from bootlab.workload.launch import ml_python, store_model
 
 
 def checkpoints_root(paths: Paths) -> Path:

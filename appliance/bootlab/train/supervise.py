@@ -6,34 +6,29 @@ checkpoint and exits, and the next start resumes from it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bootlab import files, journal, text
+from bootlab import journal, text
 from bootlab.config import Config
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
+from bootlab.run import spawn
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
 from bootlab.store.sources import local
 from bootlab.train.events import ENV, Receiver
 from bootlab.train.plan import Plan
-from bootlab.workloads import ml_module_argv
+from bootlab.workload import state
+from bootlab.workload.launch import ml_module_argv
 
 log = logging.getLogger("bootlab.train")
 STATUS_EVERY_S = 1.0
-
-
-def state_file(paths: Paths) -> Path:
-    """The job's progress, for `bootlab train status`."""
-    return paths.runtime / "train.json"
 
 
 def worker_argv(python: str, plan_path: Path, processes: int) -> list[str]:
@@ -80,25 +75,26 @@ def supervise(
     receiver = Receiver(str(paths.runtime / "train.events"))
     relay = Relay(plan, paths)
     relay.write("starting")  # not the last job's progress
-    child = subprocess.Popen(
-        worker_argv(python, plan_path, plan.processes), env=worker_env(plan, receiver.path)
-    )
-    forwarded = False
     try:
-        while child.poll() is None:
-            event = receiver.receive(timeout=0.5)
-            if event is not None:
-                relay.handle(event)
-            if stopping.is_set() and not forwarded:
-                child.send_signal(signal.SIGTERM)  # systemd sends it to every process too
-                forwarded = True
-        while (event := receiver.receive(timeout=0)) is not None:
-            relay.handle(event)  # what was said just before the exit
-        code = child.returncode
+        # An error in this loop stops the worker as systemd would: SIGTERM first (it saves a
+        # checkpoint), SIGKILL after spawn()'s grace.
+        with spawn(
+            worker_argv(python, plan_path, plan.processes),
+            env=worker_env(plan, receiver.path),
+            what="the training worker",
+        ) as child:
+            forwarded = False
+            while child.poll() is None:
+                event = receiver.receive(timeout=0.5)
+                if event is not None:
+                    relay.handle(event)
+                if stopping.is_set() and not forwarded:
+                    child.send_signal(signal.SIGTERM)  # systemd sends it to every process too
+                    forwarded = True
+            while (event := receiver.receive(timeout=0)) is not None:
+                relay.handle(event)  # what was said just before the exit
+            code = child.returncode
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
         receiver.close()
     if relay.error is not None:
         raise die(relay.error["error"], relay.error.get("hint"), int(relay.error["code"]))
@@ -144,10 +140,11 @@ class Relay:
         self.paths = paths
         self.error: dict[str, Any] | None = None
         self.done: dict[str, Any] | None = None
-        self.last: dict[str, Any] = {}
+        self.progress: state.TrainingProgress | None = None  # the last step's
         self.device: str | None = None  # where the worker runs, once it says
         self.started = time.time()
         self._status_at = 0.0
+        self._misfit = False
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -172,7 +169,7 @@ class Relay:
             journal.notify(f"READY=1\nSTATUS=job {self.plan.job}: {where}")
             self.write("running")
         elif kind == "step":
-            self.last = event
+            self._progress(event)
             self.write("running")  # every step: /run is memory, and status reads it
             now = time.monotonic()
             if now - self._status_at >= STATUS_EVERY_S:
@@ -198,17 +195,28 @@ class Relay:
         elif kind == "done":
             self.done = event
 
-    def write(self, phase: str) -> None:
-        document = {
-            "job": self.plan.job,
-            "state": phase,
-            "output": self.plan.output,
-            "phases": [p.name for p in self.plan.phases],
-            "device": self.device,
-            "started": self.started,
-            "progress": {k: v for k, v in self.last.items() if k != "event"},
-        }
-        files.write_atomic(state_file(self.paths), json.dumps(document).encode(), 0o644)
+    def _progress(self, step: dict[str, Any]) -> None:
+        fields = {key: value for key, value in step.items() if key != "event"}
+        try:
+            self.progress = state.TrainingProgress.model_validate(fields)
+        except ValueError as error:
+            # A step the status file cannot hold is a bug to report, not a reason to stop
+            # the job: said once, and status shows the last step it could hold.
+            if not self._misfit:
+                log.warning("the status file cannot hold this step: %s", error)
+            self._misfit = True
+
+    def write(self, phase: state.Phase) -> None:
+        document = state.TrainingState(
+            job=self.plan.job,
+            state=phase,
+            output=self.plan.output,
+            phases=[p.name for p in self.plan.phases],
+            device=self.device,
+            started=self.started,
+            progress=self.progress,
+        )
+        state.write(state.train_file(self.paths), document)
 
 
 def describe(step: dict[str, Any]) -> str:

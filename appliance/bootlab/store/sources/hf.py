@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
+from bootlab.run import spawn
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store, check_name, safe_relative
 
@@ -203,28 +204,26 @@ def _download(
     progress.add(seen, fetched=False)
     listing: _Listing | None = None
     argv = [str(python), "-I", "-c", _CHILD, repo, revision or "", str(staging)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        # Not run(): this child is watched while it works (progress) and killed if we stop.
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        try:
-            finished = False
-            while not finished:
-                try:
-                    child.wait(POLL_S)
-                    finished = True
-                except subprocess.TimeoutExpired:
-                    pass
-                now = _size(staging)
-                progress.add(now - seen, fetched=True)
-                seen = now
-                if listing is None and (said := _said(out, "commit")) is not None:
-                    listing = _listing(said, hub, what)
-                    progress.total = sum(size or 0 for size, _ in listing.files.values())
-                    store.ensure_space(progress.total - now, what)  # kills the child
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        # Not run(): this child is watched while it works (progress), and stopped if we stop.
+        spawn(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, what="huggingface_hub"
+        ) as child,
+    ):
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(POLL_S)
+            now = _size(staging)
+            progress.add(now - seen, fetched=True)
+            seen = now
+            if listing is None and (said := _said(out, "commit")) is not None:
+                listing = _listing(said, hub, what)
+                progress.total = sum(size or 0 for size, _ in listing.files.values())
+                store.ensure_space(progress.total - now, what)  # stops the child
+            if child.returncode is not None:
+                break
         failure = _said(out, "error")
         errors = _read(err)
     if child.returncode == 0 and listing is not None:

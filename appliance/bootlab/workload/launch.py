@@ -1,10 +1,9 @@
-"""What the serve and train entrypoints share: the model they name must be in the store and
-intact, and their backend must be installed in the image's ML venv. Serving's preflight is
-bootlab.serve.preflight, training's bootlab.train.preflight.
-
-A refusal is written to /run/bootlab/<workload>.failure.json as well as the journal (by the
-CLI's `run` command), so the `bootlab ... start` that asked for it shows the same message
-instead of "unit failed"."""
+"""What launching a workload in the ML venv needs, for serving, training and evaluation alike:
+the model it names, in the store and intact; the venv's Python, with the module installed;
+and the argv that runs one of bootlab's modules with that Python. Serving's preflight is
+bootlab.serve.preflight, training's bootlab.train.preflight; a refusal goes to the failure
+file (bootlab.workload.entrypoint), so the `bootlab ... start` that asked for it shows the
+same message instead of "unit failed"."""
 
 from __future__ import annotations
 
@@ -15,9 +14,6 @@ from bootlab.config import Config
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.store.layout import model_store
-
-# Exit code for "not configured": the units list it in RestartPreventExitStatus=, so systemd
-# does not restart a service that cannot work until the admin acts (sysexits Exit.NOT_CONFIGURED).
 
 
 def store_model(config: Config, paths: Paths, name: str | None, setting: str, verb: str) -> Path:
