@@ -24,8 +24,6 @@ MiB = 1024 * 1024
 # models, pip caches. The file is sparse, so the headroom costs no host disk until it is used.
 HEADROOM = 4096 * MiB
 MANIFEST = "disk.json"
-# Debian's openssh-server makes host keys when it is installed, so every disk of one image
-# would share them; the disk has none, and sshd makes its own on first boot.
 # The disk's one network: qemu's user network (DHCP from qemu itself). Written to the disk, not
 # the image: a container of the image shares its host's network and must not manage it.
 NETWORK = """[Match]
@@ -33,11 +31,6 @@ Type=ether
 
 [Network]
 DHCP=ipv4
-"""
-SSH_HOST_KEYS = """[Service]
-ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
-ExecStartPre=/usr/sbin/sshd -t
 """
 
 
@@ -190,12 +183,10 @@ def _prepare_rootfs(rootfs: Path, users: Sequence[User], authorized_keys: Sequen
     (rootfs / "etc/fstab").write_text("/dev/vda / ext4 defaults 0 1\n")
     # An empty machine-id: systemd makes one on first boot (and runs its first-boot units).
     (rootfs / "etc/machine-id").write_text("")
+    # Debian's openssh-server made host keys when the image was built, so every disk of the
+    # image would share them: the disk has none, and the image's ssh.service makes its own.
     for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    if (rootfs / "usr/sbin/sshd").exists():
-        dropin = rootfs / "etc/systemd/system/ssh.service.d"
-        dropin.mkdir(parents=True, exist_ok=True)
-        (dropin / "10-bootlab-host-keys.conf").write_text(SSH_HOST_KEYS)
     (rootfs / "etc/systemd/network/20-bootlab-vm.network").write_text(NETWORK)
     run(["systemctl", "--root", rootfs, "enable", "systemd-networkd.service"], capture=True)
     for user in users:
