@@ -64,7 +64,9 @@ class Guest:
         self.running.wait_for_port(22, BOOT_TIMEOUT_S, "SSH")
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while time.monotonic() < deadline:
-            state = self.ssh("systemctl is-system-running --wait", check=False, timeout=BOOT_TIMEOUT_S)
+            state = self.ssh(
+                "systemctl is-system-running --wait", check=False, timeout=BOOT_TIMEOUT_S
+            )
             if state.stdout.strip() in ("running", "degraded"):
                 self.boots.append(self.boot_id())
                 return
@@ -96,7 +98,7 @@ def _quote(text: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def vm_disk(dev_image: str) -> tuple[Path, Path]:
+def vm_disk(dev_image: str) -> tuple[Path, Path]:  # noqa: F811 - the fixture
     """The dev image as a raw disk with a test key for root, cached by image id (making it
     takes a minute; the VM boots it with snapshot=on, so the disk itself never changes)."""
     require_tools("qemu-system-x86_64", "mkfs.ext4", "ssh", "ssh-keygen")
@@ -112,14 +114,25 @@ def vm_disk(dev_image: str) -> tuple[Path, Path]:
     if not identity.exists():
         root.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bootlab-vm-tests", "-f", identity],
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "bootlab-vm-tests",
+                "-f",
+                identity,
+            ],
             check=True,
         )
     directory = root / key_of(image_id, identity.with_suffix(".pub").read_text())
     try:
         if Disk.read(directory).image_id == image_id:
             return directory, identity
-    except Exception:  # noqa: BLE001, S110 - no disk yet, or a broken one: make it again
+    except Exception:  # noqa: S110 - no disk yet, or a broken one: make it again
         pass
     result = build_py(
         "disk",

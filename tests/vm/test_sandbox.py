@@ -22,7 +22,9 @@ def _main_pid(guest: Guest, unit: str) -> int:
 
 def _status(guest: Guest, pid: int) -> dict[str, str]:
     text = guest.ssh(f"cat /proc/{pid}/status").stdout
-    return {key: value.strip() for key, _, value in (line.partition(":") for line in text.splitlines())}
+    return {
+        key: value.strip() for key, _, value in (line.partition(":") for line in text.splitlines())
+    }
 
 
 def _mounts(guest: Guest, pid: int) -> dict[str, set[str]]:
