@@ -196,7 +196,11 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                     **PORTABLE_BUILD,
                     "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count()),
                 }
-                build_wheel(f"{name}=={version}", partial, f"compiling {name}", env=env)
+                # --no-cache-dir: pip's own wheel cache would hand back a build made for
+                # another CPU (its key is the sdist, not the flags).
+                build_wheel(
+                    f"{name}=={version}", partial, f"compiling {name}", "--no-cache-dir", env=env
+                )
         directories.append(directory)
     return directories
 
