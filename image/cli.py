@@ -192,13 +192,13 @@ def _own_disk(args: argparse.Namespace, spec: ImageSpec) -> int:
             hint="use --type raw or --type qcow2 (ami and iso come from bootc-image-builder)",
             exit_code=Exit.USAGE,
         )
+    size = parse_size(args.size) if args.size else None
     keys = []
     for key_file in args.ssh_keys:
         try:
             keys += [line for line in key_file.read_text().splitlines() if line.strip()]
         except OSError as error:
             raise die(f"cannot read {key_file}: {error.strerror}", exit_code=Exit.USAGE) from None
-    size = parse_size(args.size) if args.size else None
     output: Path = args.output.resolve()
     disk = make_disk(
         spec,

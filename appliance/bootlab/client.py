@@ -24,6 +24,40 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(str(self._path))
 
 
+# Why a request on the socket failed and what to do about it: the first entry whose type the
+# error is an instance of; the last catches the rest (timeouts, other OSErrors, bad HTTP).
+_FAILURES: dict[type[Exception], tuple[str, str, Exit]] = {
+    FileNotFoundError: (
+        "bootlabd is not running here: {socket} does not exist",
+        "systemctl enable --now bootlabd.socket",
+        Exit.UNAVAILABLE,
+    ),
+    PermissionError: (
+        "permission denied on {socket}: bootlab is for root and the 'bootlab' group",
+        "use sudo, or ask an admin: usermod -aG bootlab $USER (then log in again)",
+        Exit.NO_PERMISSION,
+    ),
+    ConnectionRefusedError: (
+        "bootlabd does not answer on {socket}",
+        "systemctl restart bootlabd.socket; see journalctl -u bootlabd",
+        Exit.UNAVAILABLE,
+    ),
+    Exception: (
+        "the request to bootlabd failed: {error}",
+        "see journalctl -u bootlabd",
+        Exit.UNAVAILABLE,
+    ),
+}
+
+
+def _failure(error: Exception, socket_path: Path) -> BootlabError:
+    message, hint, code = next(
+        found for kind, found in _FAILURES.items() if isinstance(error, kind)
+    )
+    named = message.format(socket=socket_path, error=error.__class__.__name__)
+    return die(named, hint=hint, exit_code=code)
+
+
 def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
     """One request; the daemon's {error, hint, code} becomes a BootlabError with that code."""
     connection = _UnixConnection(socket_path)
@@ -33,30 +67,8 @@ def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
         connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
         raw = response.read()
-    except FileNotFoundError:
-        raise die(
-            f"bootlabd is not running here: {socket_path} does not exist",
-            hint="systemctl enable --now bootlabd.socket",
-            exit_code=Exit.UNAVAILABLE,
-        ) from None
-    except PermissionError:
-        raise die(
-            f"permission denied on {socket_path}: bootlab is for root and the 'bootlab' group",
-            hint="use sudo, or ask an admin: usermod -aG bootlab $USER (then log in again)",
-            exit_code=Exit.NO_PERMISSION,
-        ) from None
-    except ConnectionRefusedError:
-        raise die(
-            f"bootlabd does not answer on {socket_path}",
-            hint="systemctl restart bootlabd.socket; see journalctl -u bootlabd",
-            exit_code=Exit.UNAVAILABLE,
-        ) from None
-    except (TimeoutError, OSError, http.client.HTTPException) as error:
-        raise die(
-            f"the request to bootlabd failed: {error.__class__.__name__}",
-            hint="see journalctl -u bootlabd",
-            exit_code=Exit.UNAVAILABLE,
-        ) from None
+    except (OSError, http.client.HTTPException) as error:
+        raise _failure(error, socket_path) from None
     finally:
         connection.close()
     try:

@@ -40,6 +40,14 @@ def require(tool: str) -> str:
     return path
 
 
+def _argv(command: Sequence[str | Path]) -> list[str]:
+    """The command as strings, logged, once its program is known to be installed."""
+    argv = [str(part) for part in command]
+    require(argv[0])
+    log.info("  $ %s", shlex.join(argv))
+    return argv
+
+
 def run(
     command: Sequence[str | Path],
     *,
@@ -53,9 +61,7 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `command`; on failure raise one error naming `what` failed and the last output.
     Secrets never go here: argv is logged and visible in the process list."""
-    argv = [str(part) for part in command]
-    require(argv[0])
-    log.info("  $ %s", shlex.join(argv))
+    argv = _argv(command)
     try:
         result = subprocess.run(
             argv,
@@ -109,9 +115,7 @@ def spawn(
     `new_group` puts the child in a session of its own and signals the whole group, for
     children that start children (torchrun, vLLM's engine, a bench's servers). Argv is logged
     and visible in the process list: secrets go through `env` or a file, never here."""
-    argv = [str(part) for part in command]
-    require(argv[0])
-    log.info("  $ %s", shlex.join(argv))
+    argv = _argv(command)
     try:
         child = subprocess.Popen(
             argv,

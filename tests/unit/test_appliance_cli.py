@@ -192,6 +192,25 @@ def test_bash_completion_knows_every_command() -> None:
     assert set(top) == {"login", "logout"}
 
 
+def test_the_version_is_read_only_when_asked() -> None:
+    """importlib.metadata costs 35-50 ms, which `bootlab status` must not pay."""
+    version = bootlab(None, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("bootlab ")
+    assert version.stdout.split()[1][0].isdigit()
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, bootlab.cli; print('importlib.metadata' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "appliance")},
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
+
+
 def test_usage_errors_exit_2() -> None:
     result = bootlab(None, "serve", "dance")
     assert result.returncode == 2 and "invalid choice" in result.stderr

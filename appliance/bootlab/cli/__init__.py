@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bootlab import __version__
 from bootlab.cli import chat, completion, data, models, services, system, taxonomy
 from bootlab.cli.command import Arg, Command, Kind, OneOf, Shown
 from bootlab.cli.output import print_json
@@ -57,12 +56,31 @@ NOUNS: dict[str, str] = {
 }
 
 
+class _Version(argparse.Action):
+    """`--version`, which reads the version only when asked (see `bootlab.__getattr__`)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from bootlab import __version__  # noqa: PLC0415
+
+        print(f"bootlab {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootlab",
         description="Manage the bootlab AI appliance: registry auth, models, serving, training.",
     )
-    parser.add_argument("--version", action="version", version=f"bootlab {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.set_defaults(command_entry=None)
     top = parser.add_subparsers(title="commands", metavar="COMMAND")
     nouns: dict[str, Any] = {}

@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from bootlab.cli.calls import ask
-from bootlab.cli.command import Arg, Command, Kind
+from bootlab.cli.command import Arg, Kind, command
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 
@@ -48,17 +48,14 @@ def cmd_chat(args: argparse.Namespace, paths: Paths) -> int:
 NOUNS: dict[str, str] = {}
 
 COMMANDS = (
-    Command(
+    command(
         "chat",
-        None,
         "Chat with the served model (interactive, or one question with -q)",
         cmd_chat,
-        Kind.LOCAL,
-        args=(
-            Arg(("-q", "--query"), help="ask one question, print the answer"),
-            Arg(("--model",), help="default: what bootlab-serve serves"),
-            Arg(("--endpoint",), help="default: bootlab-serve's, e.g. http://127.0.0.1:8000/v1"),
-            Arg(("--max-tokens",), type=int, default=256),
-        ),
+        Arg(("-q", "--query"), help="ask one question, print the answer"),
+        Arg(("--model",), help="default: what bootlab-serve serves"),
+        Arg(("--endpoint",), help="default: bootlab-serve's, e.g. http://127.0.0.1:8000/v1"),
+        Arg(("--max-tokens",), type=int, default=256),
+        kind=Kind.LOCAL,
     ),
 )

@@ -120,6 +120,21 @@ class Command:
         return [a for arg in self.args for a in (arg.args if isinstance(arg, OneOf) else (arg,))]
 
 
+def command(
+    words: str,
+    help: str,
+    handler: Handler,
+    *args: Arg | OneOf,
+    kind: Kind = Kind.CLIENT,
+    json: bool = False,
+    defaults: Mapping[str, str] | None = None,
+) -> Command:
+    """A table's entry as it reads best: "model pull" (or a noun alone, "status"), its help,
+    its handler, then its arguments."""
+    noun, _, verb = words.partition(" ")
+    return Command(noun, verb or None, help, handler, kind, args, json, defaults or {})
+
+
 def boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "yes", "1"):
@@ -129,4 +144,6 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"'{text}' is not true or false")
 
 
+# Arguments several commands take.
+NAME = Arg(("name",))
 TLS_VERIFY = Arg(("--tls-verify",), type=boolean, default=True, metavar="BOOL")

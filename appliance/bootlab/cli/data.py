@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bootlab.cli.calls import ask, follow
-from bootlab.cli.command import Arg, Command, Kind, OneOf, Shown
+from bootlab.cli.command import NAME, Arg, OneOf, Shown, command
 from bootlab.cli.output import ago, table
 from bootlab.paths import Paths
 
@@ -76,56 +76,36 @@ def cmd_data_inspect(args: argparse.Namespace, paths: Paths) -> Shown[DatasetVie
 NOUNS = {"data": "Training datasets"}
 
 COMMANDS = (
-    Command(
-        "data",
-        "import",
+    command(
+        "data import",
         "Validate a messages JSONL file, then keep it",
         cmd_data_import,
-        Kind.CLIENT,
+        Arg(("path",)),
+        Arg(("--name",), help="default: the file's name"),
+        Arg(("--context",), type=int, help="refuse samples longer than this many tokens (roughly)"),
         json=True,
-        args=(
-            Arg(("path",)),
-            Arg(("--name",), help="default: the file's name"),
-            Arg(
-                ("--context",),
-                type=int,
-                help="refuse samples longer than this many tokens (roughly)",
-            ),
-        ),
     ),
-    Command("data", "list", "Datasets kept", cmd_data_list, Kind.CLIENT, json=True),
-    Command(
-        "data",
-        "inspect",
-        "One dataset",
-        cmd_data_inspect,
-        Kind.CLIENT,
-        json=True,
-        args=(Arg(("name",)),),
-    ),
-    Command(
-        "data",
-        "generate",
+    command("data list", "Datasets kept", cmd_data_list, json=True),
+    command("data inspect", "One dataset", cmd_data_inspect, NAME, json=True),
+    command(
+        "data generate",
         "Synthetic training data from a taxonomy, through a teacher model",
         cmd_data_generate,
-        Kind.CLIENT,
-        json=True,
-        args=(
-            Arg(("taxonomy",), nargs="?", default=".", help="default: this directory"),
-            Arg(("--name",), required=True, help="datasets NAME-knowledge, NAME-skills"),
-            OneOf(
-                (
-                    Arg(("--ref",), help="leaves changed against this git ref (default: main)"),
-                    Arg(("--all",), action="store_true", help="every leaf, changed or not"),
-                )
-            ),
-            Arg(("--endpoint",), help="an OpenAI API base URL (default: what is served)"),
-            Arg(("--model",), help="the teacher's model name at --endpoint"),
-            Arg(("--api-key-file",), dest="api_key_file", help="the endpoint's API key"),
-            Arg(("--concurrency",), type=int, default=8, help="requests at once"),
-            Arg(("--rounds",), type=int, default=2, help="requests a skill or chunk"),
-            Arg(("--judge",), action="store_true", help="drop pairs the teacher scores low"),
-            Arg(("-q", "--quiet"), action="store_true", help="no progress bar"),
+        Arg(("taxonomy",), nargs="?", default=".", help="default: this directory"),
+        Arg(("--name",), required=True, help="datasets NAME-knowledge, NAME-skills"),
+        OneOf(
+            (
+                Arg(("--ref",), help="leaves changed against this git ref (default: main)"),
+                Arg(("--all",), action="store_true", help="every leaf, changed or not"),
+            )
         ),
+        Arg(("--endpoint",), help="an OpenAI API base URL (default: what is served)"),
+        Arg(("--model",), help="the teacher's model name at --endpoint"),
+        Arg(("--api-key-file",), help="the endpoint's API key"),
+        Arg(("--concurrency",), type=int, default=8, help="requests at once"),
+        Arg(("--rounds",), type=int, default=2, help="requests a skill or chunk"),
+        Arg(("--judge",), action="store_true", help="drop pairs the teacher scores low"),
+        Arg(("-q", "--quiet"), action="store_true", help="no progress bar"),
+        json=True,
     ),
 )

@@ -7,12 +7,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootlab import text
 from bootlab.cli.calls import ask, follow
-from bootlab.cli.command import TLS_VERIFY, Arg, Command, Kind, OneOf, Shown
+from bootlab.cli.command import NAME, TLS_VERIFY, Arg, Kind, OneOf, Shown, command
 from bootlab.cli.output import ago, table
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
@@ -184,72 +185,57 @@ def cmd_model_evaluate(args: argparse.Namespace, paths: Paths) -> Shown[list[Res
     return Shown(results, lambda found: print(run.table(found)), document=document)
 
 
+REFERENCE = Arg(("reference",))
+
 NOUNS = {"model": "The model store"}
 
 COMMANDS = (
-    Command("model", "list", "Models in the store", cmd_model_list, Kind.CLIENT, json=True),
-    Command(
-        "model",
-        "evaluate",
+    command("model list", "Models in the store", cmd_model_list, json=True),
+    command(
+        "model evaluate",
         "Score a model (or compare two) on a benchmark file or a taxonomy's questions",
         cmd_model_evaluate,
-        Kind.LOCAL,
-        json=True,
-        args=(
-            Arg(("name",), help="a model from the store, or a checkpoint's directory"),
-            Arg(("--against",), metavar="MODEL", help="compare with this model"),
-            OneOf(
-                (
-                    Arg(("--tasks",), metavar="FILE", help="a benchmark JSONL file"),
-                    Arg(("--taxonomy",), metavar="PATH", help="the taxonomy's seed questions"),
-                ),
-                required=True,
+        replace(NAME, help="a model from the store, or a checkpoint's directory"),
+        Arg(("--against",), metavar="MODEL", help="compare with this model"),
+        OneOf(
+            (
+                Arg(("--tasks",), metavar="FILE", help="a benchmark JSONL file"),
+                Arg(("--taxonomy",), metavar="PATH", help="the taxonomy's seed questions"),
             ),
-            Arg(("--judge-endpoint",), dest="judge_endpoint", help="OpenAI API base URL"),
-            Arg(("--judge-model",), dest="judge_model", help="the judge's model name"),
-            Arg(("--max-new-tokens",), dest="max_new_tokens", type=int, default=256),
+            required=True,
         ),
+        Arg(("--judge-endpoint",), help="OpenAI API base URL"),
+        Arg(("--judge-model",), help="the judge's model name"),
+        Arg(("--max-new-tokens",), type=int, default=256),
+        kind=Kind.LOCAL,
+        json=True,
     ),
-    Command(
-        "model",
-        "pull",
+    command(
+        "model pull",
         "Pull docker://, oci://, hf://ORG/REPO[@REV] or a local path",
         cmd_model_pull,
-        Kind.CLIENT,
+        REFERENCE,
+        Arg(("--name",), help="the model's name in the store (default: from REFERENCE)"),
+        TLS_VERIFY,
         json=True,
-        args=(
-            Arg(("reference",)),
-            Arg(("--name",), help="the model's name in the store (default: from REFERENCE)"),
-            TLS_VERIFY,
-        ),
     ),
-    Command(
-        "model",
-        "push",
+    command(
+        "model push",
         "Push a model as an OCI artifact",
         cmd_model_push,
-        Kind.CLIENT,
-        json=True,
-        args=(
-            Arg(("name",)),
-            Arg(("reference",), help="docker://REGISTRY/REPOSITORY:TAG"),
-            TLS_VERIFY,
-        ),
-    ),
-    *(
-        Command("model", verb, summary, handler, Kind.CLIENT, json=True, args=(Arg(("name",)),))
-        for verb, handler, summary in (
-            ("inspect", cmd_model_inspect, "A model, file by file"),
-            ("verify", cmd_model_verify, "Re-hash a model's files against their digests"),
-            ("remove", cmd_model_remove, "Remove a model's name"),
-        )
-    ),
-    Command(
-        "model",
-        "gc",
-        "Free blobs and downloads no model uses",
-        cmd_model_gc,
-        Kind.CLIENT,
+        NAME,
+        replace(REFERENCE, help="docker://REGISTRY/REPOSITORY:TAG"),
+        TLS_VERIFY,
         json=True,
     ),
+    command("model inspect", "A model, file by file", cmd_model_inspect, NAME, json=True),
+    command(
+        "model verify",
+        "Re-hash a model's files against their digests",
+        cmd_model_verify,
+        NAME,
+        json=True,
+    ),
+    command("model remove", "Remove a model's name", cmd_model_remove, NAME, json=True),
+    command("model gc", "Free blobs and downloads no model uses", cmd_model_gc, json=True),
 )

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bootlab.cli.calls import ask
-from bootlab.cli.command import Arg, Command, Kind, Shown
+from bootlab.cli.command import Arg, Command, Kind, Shown, command
 from bootlab.cli.output import ago, service_line, table, training_line
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
@@ -205,37 +205,31 @@ NOUNS = {
 COMMANDS = (
     *_workload("serve"),
     *_workload("train"),
-    Command(
-        "gpu",
-        "run",
+    command(
+        "gpu run",
         "Run a command holding the GPU lock (serve/train cannot start meanwhile)",
         cmd_gpu_run,
-        Kind.LOCAL,
-        args=(
-            Arg(("--as",), dest="holder", default="manual", help="name shown to others"),
-            Arg(("command",), nargs=argparse.REMAINDER),
-        ),
+        Arg(("--as",), dest="holder", default="manual", help="name shown to others"),
+        Arg(("command",), nargs=argparse.REMAINDER),
+        kind=Kind.LOCAL,
     ),
-    Command(
-        "gpu",
-        "cdi",
+    command(
+        "gpu cdi",
         "Regenerate the NVIDIA CDI spec (run at boot)",
         cmd_gpu_cdi,
-        Kind.ENTRYPOINT,
+        kind=Kind.ENTRYPOINT,
     ),
-    Command(
-        "boot",
-        "restore",
+    command(
+        "boot restore",
         "Start what ran before the reboot: serve, train (its job resumes) or nothing",
         cmd_boot_restore,
-        Kind.ENTRYPOINT,
+        kind=Kind.ENTRYPOINT,
     ),
-    Command(
-        "upgrade",
-        "check",
+    command(
+        "upgrade check",
         "Ask bootc whether an update is available (the informer timer runs this)",
         cmd_upgrade_check,
-        Kind.ENTRYPOINT,
+        kind=Kind.ENTRYPOINT,
         json=True,
     ),
 )

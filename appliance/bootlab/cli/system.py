@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bootlab.cli.calls import ask, plain
-from bootlab.cli.command import Arg, Command, Kind, Shown, boolean
+from bootlab.cli.command import TLS_VERIFY, Arg, Shown, command
 from bootlab.cli.output import ago, service_line, table, warn
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
@@ -192,63 +193,33 @@ NOUNS = {
 }
 
 COMMANDS = (
-    Command(
-        "status",
-        None,
-        "Services, GPU lock, registries, upgrades",
-        cmd_status,
-        Kind.CLIENT,
-        json=True,
-    ),
-    Command(
+    command("status", "Services, GPU lock, registries, upgrades", cmd_status, json=True),
+    command(
         "login",
-        None,
         "Log in to a registry, for podman and bootc upgrade alike",
         cmd_login,
-        Kind.CLIENT,
-        args=(
-            Arg(("registry",), help="host[:port], e.g. quay.io"),
-            Arg(("-u", "--username")),
-            Arg(
-                ("--password-stdin",),
-                action="store_true",
-                help="read the password from standard input (never from arguments)",
-            ),
-            Arg(
-                ("--tls-verify",),
-                type=boolean,
-                default=True,
-                metavar="BOOL",
-                help="verify the registry's TLS certificate (default true)",
-            ),
+        Arg(("registry",), help="host[:port], e.g. quay.io"),
+        Arg(("-u", "--username")),
+        Arg(
+            ("--password-stdin",),
+            action="store_true",
+            help="read the password from standard input (never from arguments)",
         ),
+        replace(TLS_VERIFY, help="verify the registry's TLS certificate (default true)"),
     ),
-    Command(
-        "logout",
-        None,
-        "Forget a registry's credentials",
-        cmd_logout,
-        Kind.CLIENT,
-        args=(Arg(("registry",)),),
-    ),
-    Command("auth", "status", "Registries logged in to", cmd_auth_status, Kind.CLIENT, json=True),
-    Command(
-        "system",
-        "info",
+    command("logout", "Forget a registry's credentials", cmd_logout, Arg(("registry",))),
+    command("auth status", "Registries logged in to", cmd_auth_status, json=True),
+    command(
+        "system info",
         "GPUs, CPU, memory, disk and hardware profile",
         cmd_system_info,
-        Kind.CLIENT,
         json=True,
     ),
-    Command(
-        "config",
-        "init",
+    command(
+        "config init",
         "Write /etc/bootlab/config.yaml with defaults for this machine",
         cmd_config_init,
-        Kind.CLIENT,
-        args=(
-            Arg(("--force",), action="store_true", help="replace (and keep aside) the old file"),
-        ),
+        Arg(("--force",), action="store_true", help="replace (and keep aside) the old file"),
     ),
-    Command("config", "show", "Settings in effect", cmd_config_show, Kind.CLIENT, json=True),
+    command("config show", "Settings in effect", cmd_config_show, json=True),
 )

@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bootlab.cli.command import Arg, Command, Kind, Shown
+from bootlab.cli.command import Arg, Kind, Shown, command
 from bootlab.cli.output import table
 from bootlab.errors import Exit
 from bootlab.paths import Paths
@@ -130,36 +131,30 @@ _ALL = Arg(("--all",), action="store_true", help="show every problem, not the fi
 NOUNS = {"taxonomy": "InstructLab taxonomies (qna.yaml leaves), checked locally"}
 
 COMMANDS = (
-    Command(
-        "taxonomy",
-        "init",
+    command(
+        "taxonomy init",
         "Write a starting taxonomy: a git repository with a knowledge and a skill example",
         cmd_taxonomy_init,
-        Kind.LOCAL,
-        args=(
-            Arg(("path",), nargs="?", default="taxonomy", help="a new folder (default: taxonomy)"),
-        ),
+        replace(_WHERE, default="taxonomy", help="a new folder (default: taxonomy)"),
+        kind=Kind.LOCAL,
     ),
-    Command(
-        "taxonomy",
-        "validate",
+    command(
+        "taxonomy validate",
         "Check every leaf: errors with file:line and field (exit 65 when any)",
         cmd_taxonomy_validate,
-        Kind.LOCAL,
+        _WHERE,
+        _ALL,
+        kind=Kind.LOCAL,
         json=True,
-        args=(_WHERE, _ALL),
     ),
-    Command(
-        "taxonomy",
-        "diff",
+    command(
+        "taxonomy diff",
         "List the leaves new or changed against a git ref, and untracked ones; check them",
         cmd_taxonomy_diff,
-        Kind.LOCAL,
+        Arg(("--ref",), help="branch, tag or commit (default: main, master, else HEAD)"),
+        _WHERE,
+        _ALL,
+        kind=Kind.LOCAL,
         json=True,
-        args=(
-            Arg(("--ref",), help="branch, tag or commit (default: main, master, else HEAD)"),
-            _WHERE,
-            _ALL,
-        ),
     ),
 )

@@ -4,6 +4,8 @@ from it, so the two cannot drift apart."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import socket
 import threading
@@ -25,6 +27,7 @@ from bootlab import (
     upgrade,
 )
 from bootlab.api import (
+    API_VERSION,
     AuthEntry,
     AuthStatus,
     ConfigInitRequest,
@@ -94,17 +97,33 @@ Handler = Callable[[Context, dict[str, str], Any], BaseModel]
 
 @dataclass(frozen=True)
 class Route:
+    """The body a route takes and the one it answers are its handler's types (the body is
+    the third parameter, None when there is none): said once, and checked by mypy."""
+
     method: str
     path: str  # with {name} parameters
     summary: str
     handler: Handler
-    response: type[BaseModel]
-    body: type[BaseModel] | None = None
     parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → allowed
 
     @property
     def pattern(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path) + "$")
+
+    @property
+    def response(self) -> type[BaseModel]:
+        return _signature(self.handler)[0]
+
+    @property
+    def body(self) -> type[BaseModel] | None:
+        return _signature(self.handler)[1]
+
+
+@functools.cache
+def _signature(handler: Handler) -> tuple[type[BaseModel], type[BaseModel] | None]:
+    signature = inspect.signature(handler, eval_str=True)
+    body = list(signature.parameters.values())[2].annotation
+    return signature.return_annotation, body
 
 
 def _view(service: units.Service) -> ServiceState:
@@ -208,16 +227,14 @@ def get_service(context: Context, params: dict[str, str], __: None) -> ServiceSt
     return _view(units.describe(workload, context.paths))
 
 
-def post_service_start(
-    context: Context, params: dict[str, str], body: StartRequest
-) -> ServiceState:
+def post_start(context: Context, params: dict[str, str], body: StartRequest) -> ServiceState:
     workload = cast(units.Workload, params["workload"])
     changes = request.changes(workload, body.model_dump(exclude_none=True))
     started = units.start(workload, context.paths, changes)
     return _view(units.describe(workload, context.paths, started))
 
 
-def post_service_stop(context: Context, params: dict[str, str], _: None) -> ServiceState:
+def post_stop(context: Context, params: dict[str, str], _: None) -> ServiceState:
     workload = cast(units.Workload, params["workload"])
     return _view(units.Service(workload, units.stop(workload, context.paths)))
 
@@ -387,125 +404,52 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
     )
 
 
-_WORKLOAD: dict[str, tuple[str, ...]] = {"workload": tuple(units.WORKLOADS)}
+# Path parameters that take only some values, in whichever route they stand.
+_ALLOWED: dict[str, tuple[str, ...]] = {"workload": tuple(units.WORKLOADS)}
+
+
+def _route(method: str, path: str, summary: str, handler: Handler) -> Route:
+    """A route of this API version: the table's paths leave the /v1 out."""
+    names = re.findall(r"\{(\w+)\}", path)
+    allowed = {name: _ALLOWED[name] for name in names if name in _ALLOWED}
+    return Route(method, f"/{API_VERSION}{path}", summary, handler, allowed)
+
+
+# Named as the HTTP methods, so that the table reads like the requests it answers.
+def GET(path: str, summary: str, handler: Handler) -> Route:
+    return _route("GET", path, summary, handler)
+
+
+def POST(path: str, summary: str, handler: Handler) -> Route:
+    return _route("POST", path, summary, handler)
+
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v1/status", "Appliance status at a glance", get_status, Status),
-    Route(
-        "GET",
-        "/v1/system/info",
-        "Hardware: GPUs, CPU, memory, disk",
-        get_system_info,
-        sysinfo.SystemInfo,
-    ),
-    Route("GET", "/v1/auth", "Registries logged in to (never secrets)", get_auth, AuthStatus),
-    Route(
-        "POST",
-        "/v1/auth/login",
-        "Check credentials, then store them for podman and bootc",
-        post_login,
-        LoginResponse,
-        LoginRequest,
-    ),
-    Route(
-        "POST",
-        "/v1/auth/logout",
-        "Forget a registry's credentials",
-        post_logout,
-        LogoutResponse,
-        LogoutRequest,
-    ),
-    Route("GET", "/v1/config", "Settings in effect", get_config, ConfigView),
-    Route(
-        "POST",
-        "/v1/config/init",
-        "Write /etc/bootlab/config.yaml for this machine",
-        post_config_init,
-        ConfigInitResponse,
-        ConfigInitRequest,
-    ),
-    Route(
-        "GET",
-        "/v1/services/{workload}",
-        "State of the serve or train service",
-        get_service,
-        ServiceState,
-        parameters=_WORKLOAD,
-    ),
-    Route(
-        "POST",
-        "/v1/services/{workload}/start",
-        "Start serve or train (stops the other)",
-        post_service_start,
-        ServiceState,
-        StartRequest,
-        parameters=_WORKLOAD,
-    ),
-    Route(
-        "POST",
-        "/v1/services/{workload}/stop",
-        "Stop serve or train",
-        post_service_stop,
-        ServiceState,
-        parameters=_WORKLOAD,
-    ),
-    Route("GET", "/v1/models", "Models in the store", get_models, ModelList),
-    Route(
-        "POST",
-        "/v1/models/pull",
-        "Pull a model (a job: poll /v1/jobs/{id})",
-        post_pull,
-        Job,
-        PullRequest,
-    ),
-    Route(
-        "POST",
-        "/v1/models/push",
-        "Push a model as an OCI artifact (a job)",
-        post_push,
-        Job,
-        PushRequest,
-    ),
-    Route("POST", "/v1/models/gc", "Free what no model uses", post_gc, GcResult),
-    Route("GET", "/v1/models/{name}", "One model, file by file", get_model, Model),
-    Route(
-        "POST",
-        "/v1/models/{name}/verify",
-        "Re-hash a model's files",
-        post_verify,
-        VerifyResult,
-    ),
-    Route(
-        "POST",
-        "/v1/models/{name}/remove",
-        "Remove a name (gc frees the space)",
-        post_remove,
-        Model,
-    ),
-    Route("GET", "/v1/jobs/{id}", "Progress of a pull or push", get_job, Job),
-    Route("GET", "/v1/datasets", "Training datasets", get_datasets, DatasetList),
-    Route(
-        "POST",
-        "/v1/datasets/import",
-        "Validate a messages JSONL file, then keep it",
-        post_dataset_import,
-        DatasetView,
-        DatasetImportRequest,
-    ),
-    Route("GET", "/v1/datasets/{name}", "One dataset", get_dataset, DatasetView),
-    Route(
-        "POST",
-        "/v1/datasets/generate",
+    GET("/status", "Appliance status at a glance", get_status),
+    GET("/system/info", "Hardware: GPUs, CPU, memory, disk", get_system_info),
+    GET("/auth", "Registries logged in to (never secrets)", get_auth),
+    POST("/auth/login", "Check credentials, then store them for podman and bootc", post_login),
+    POST("/auth/logout", "Forget a registry's credentials", post_logout),
+    GET("/config", "Settings in effect", get_config),
+    POST("/config/init", "Write /etc/bootlab/config.yaml for this machine", post_config_init),
+    GET("/services/{workload}", "State of the serve or train service", get_service),
+    POST("/services/{workload}/start", "Start serve or train (stops the other)", post_start),
+    POST("/services/{workload}/stop", "Stop serve or train", post_stop),
+    GET("/models", "Models in the store", get_models),
+    POST("/models/pull", "Pull a model (a job: poll /v1/jobs/{id})", post_pull),
+    POST("/models/push", "Push a model as an OCI artifact (a job)", post_push),
+    POST("/models/gc", "Free what no model uses", post_gc),
+    GET("/models/{name}", "One model, file by file", get_model),
+    POST("/models/{name}/verify", "Re-hash a model's files", post_verify),
+    POST("/models/{name}/remove", "Remove a name (gc frees the space)", post_remove),
+    GET("/jobs/{id}", "Progress of a pull or push", get_job),
+    GET("/datasets", "Training datasets", get_datasets),
+    POST("/datasets/import", "Validate a messages JSONL file, then keep it", post_dataset_import),
+    GET("/datasets/{name}", "One dataset", get_dataset),
+    POST(
+        "/datasets/generate",
         "Synthetic data from a taxonomy through a teacher (a job)",
         post_generate,
-        Job,
-        GenerateRequest,
     ),
-    Route(
-        "GET",
-        "/v1/jobs/{id}/wait",
-        f"The job once it ends, or after {WAIT_S}s",
-        get_job_wait,
-        Job,
-    ),
+    GET("/jobs/{id}/wait", f"The job once it ends, or after {WAIT_S}s", get_job_wait),
 )

@@ -18,7 +18,7 @@ from bootlab.paths import Paths
 from bootlab.serve import gguf
 from bootlab.serve.backends import Backend, Target, choose, gguf_file
 from bootlab.sysinfo import SystemInfo
-from bootlab.workload.launch import ml_python, store_model
+from bootlab.workload.launch import gpu_count, ml_python, store_model
 
 USABLE_VRAM = 0.9  # what a backend can really use of a GPU's memory
 
@@ -97,13 +97,7 @@ def check_memory(model: Path, serve: Serve, system: SystemInfo) -> int:
                 exit_code=Exit.NOT_CONFIGURED,
             )
         return 0
-    gpus = available if serve.gpus == "auto" else serve.gpus
-    if gpus > available:
-        raise die(
-            f"serve.gpus is {gpus}, but this machine has {available} GPU(s)",
-            hint=f"set serve.gpus: {available} or auto",
-            exit_code=Exit.NOT_CONFIGURED,
-        )
+    gpus = gpu_count("serve.gpus", serve.gpus, system)
     per_gpu = min(gpu.memory_mib for gpu in system.gpus) * 2**20 * USABLE_VRAM
     if per_gpu and need / gpus > per_gpu:
         enough = math.ceil(need / per_gpu)

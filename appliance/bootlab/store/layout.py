@@ -56,20 +56,22 @@ def safe_relative(name: str, *, where: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def hash_file(path: Path) -> tuple[str, int]:
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a model: the blob it is (by digest) and its size."""
+
+    digest: str
+    size: int
+
+
+def hash_file(path: Path) -> FileEntry:
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:
         while block := handle.read(HASH_BLOCK):
             digest.update(block)
             size += len(block)
-    return f"sha256:{digest.hexdigest()}", size
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    digest: str
-    size: int
+    return FileEntry(f"sha256:{digest.hexdigest()}", size)
 
 
 @dataclass(frozen=True)
@@ -166,23 +168,22 @@ class Store:
         copied, never hard-linked: a later edit of the original would change the blob."""
         self.ensure()
         if move:
-            digest, size = hash_file(source)
-            if self.has_blob(digest, size):
-                source.unlink()
-            else:
-                self.commit(source, digest)
-            return FileEntry(digest, size)
+            return self._keep(source)
         scratch = self.partial / f"ingest-{os.getpid()}-{time.monotonic_ns()}"
         try:
             _clone_or_copy(source, scratch)
-            digest, size = hash_file(scratch)
-            if self.has_blob(digest, size):
-                scratch.unlink()
-            else:
-                self.commit(scratch, digest)
+            return self._keep(scratch)
         finally:
             scratch.unlink(missing_ok=True)
-        return FileEntry(digest, size)
+
+    def _keep(self, path: Path) -> FileEntry:
+        """A file of ours as a blob: committed, or dropped when that blob is already there."""
+        entry = hash_file(path)
+        if self.has_blob(entry.digest, entry.size):
+            path.unlink()
+        else:
+            self.commit(path, entry.digest)
+        return entry
 
     @contextlib.contextmanager
     def locked(self, name: str) -> Iterator[None]:
@@ -315,9 +316,9 @@ class Store:
             if not blob.exists():
                 problems.append(f"{path}: blob {entry.digest} is missing")
                 continue
-            digest, size = hash_file(blob)
-            if (digest, size) != (entry.digest, entry.size):
-                problems.append(f"{path}: content changed (now {digest}, {size} bytes)")
+            found = hash_file(blob)
+            if found != entry:
+                problems.append(f"{path}: content changed (now {found.digest}, {found.size} bytes)")
             if not linked.exists() or not os.path.samefile(blob, linked):
                 problems.append(f"{path}: the model directory no longer links the blob")
         if os.readlink(self.models / name) != os.path.relpath(directory, self.models):

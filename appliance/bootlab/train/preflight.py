@@ -21,7 +21,18 @@ from bootlab.sysinfo import SystemInfo
 from bootlab.train import estimate
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import LoRAPlan, PhasePlan, Plan
-from bootlab.workload.launch import ml_python, store_model
+from bootlab.workload.launch import gpu_count, ml_python, store_model
+
+# The settings the worker takes as they are; the plan resolves the others.
+_AS_SET = {
+    "max_seq_len",
+    "max_batch_len",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "held_out",
+    "seed",
+    "precision",
+}
 
 
 def checkpoints_root(paths: Paths) -> Path:
@@ -54,7 +65,7 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
             hint=f"set train.max_seq_len: {limit} or less",
             exit_code=Exit.NOT_CONFIGURED,
         )
-    gpus = _gpus(train, system)
+    gpus = gpu_count("train.gpus", train.gpus, system)
     processes = _processes(train, gpus)
     need = estimate.estimate(
         model_config,
@@ -82,22 +93,12 @@ def plan(config: Config, paths: Paths, system: SystemInfo) -> tuple[str, Plan]:
         checkpoints=str(checkpoints),
         phases=tuple(
             PhasePlan(
-                name=phase.name,
+                **phase.model_dump(exclude={"data"}),
                 data=str(datasets.directory(paths.state) / phase.data / "data.jsonl"),
-                epochs=phase.epochs,
-                learning_rate=phase.learning_rate,
-                effective_batch_size=phase.effective_batch_size,
-                warmup_steps=phase.warmup_steps,
             )
             for phase in phases
         ),
-        max_seq_len=train.max_seq_len,
-        max_batch_len=train.max_batch_len,
-        checkpoint_every=train.checkpoint_every,
-        keep_checkpoints=train.keep_checkpoints,
-        held_out=train.held_out,
-        seed=train.seed,
-        precision=train.precision,
+        **train.model_dump(include=_AS_SET),
         gpus=gpus,
         processes=processes,
         zero_stage=zero.stage if zero else _cpu_stage(train, processes),
@@ -134,18 +135,6 @@ def _dataset(paths: Paths, name: str, where: str) -> datasets.Dataset:
             "list` shows what is there",
             exit_code=Exit.NOT_CONFIGURED,
         ) from error
-
-
-def _gpus(train: Train, system: SystemInfo) -> int:
-    available = len(system.gpus)
-    wanted = available if train.gpus == "auto" else train.gpus
-    if wanted > available:
-        raise die(
-            f"train.gpus is {wanted}, but this machine has {available} GPU(s)",
-            hint=f"set train.gpus: {available or 0} or auto",
-            exit_code=Exit.NOT_CONFIGURED,
-        )
-    return wanted
 
 
 def _processes(train: Train, gpus: int) -> int:

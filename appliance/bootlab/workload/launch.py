@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import bootlab
-from bootlab.config import Config
+from bootlab.config import Config, GpuCount
 from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.store.layout import model_store
+from bootlab.sysinfo import SystemInfo
 
 
 def store_model(config: Config, paths: Paths, name: str | None, setting: str, verb: str) -> Path:
@@ -57,6 +58,20 @@ def ml_python(
             exit_code=Exit.NOT_CONFIGURED,
         )
     return str(python)
+
+
+def gpu_count(setting: str, wanted: GpuCount, system: SystemInfo) -> int:
+    """The GPUs `setting` (serve.gpus, train.gpus) asks for: all of them for auto; refused
+    when the machine has fewer."""
+    available = len(system.gpus)
+    count = available if wanted == "auto" else wanted
+    if count > available:
+        raise die(
+            f"{setting} is {count}, but this machine has {available} GPU(s)",
+            hint=f"set {setting}: {available} or auto",
+            exit_code=Exit.NOT_CONFIGURED,
+        )
+    return count
 
 
 # A module of bootlab run with the ML venv's Python: only bootlab's own package is added,
