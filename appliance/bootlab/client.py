@@ -1,14 +1,21 @@
-"""The CLI's side of the API: HTTP over the daemon's Unix socket, errors made readable."""
+"""The CLI's side of the API: HTTP over the daemon's Unix socket (JSON requests, and uploads
+streamed as they are packed), errors made readable."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bootlab.errors import BootlabError, Exit, die
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 TIMEOUT_S = 300.0  # a service start waits for systemd; a login for the registry
 
@@ -29,10 +36,59 @@ def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
     connection = _UnixConnection(socket_path)
     payload = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"} if payload is not None else {}
-    try:
+    with _failures(socket_path, connection):
         connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
         raw = response.read()
+    return _answer(response.status, raw)
+
+
+def send_stream(socket_path: Path, path: str, produce: Callable[[BinaryIO], None]) -> Any:
+    """POST a body that `produce` writes (a tar stream, as it packs it), with chunked transfer
+    encoding: nothing is held in memory or on disk, and no length is needed up front. If
+    bootlabd refuses mid-way (too big, unsafe), its answer is read all the same."""
+    connection = _UnixConnection(socket_path)
+    with _failures(socket_path, connection):
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", "application/x-tar")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        writer = io.BufferedWriter(_Chunks(connection), buffer_size=CHUNK)
+        try:
+            produce(writer)
+            writer.flush()
+            connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # bootlabd stopped reading: its answer says why
+        response = connection.getresponse()
+        raw = response.read()
+    return _answer(response.status, raw)
+
+
+CHUNK = 1 << 20
+
+
+class _Chunks(io.RawIOBase):
+    """What is written, sent as HTTP chunks."""
+
+    def __init__(self, connection: http.client.HTTPConnection) -> None:
+        self._connection = connection
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        size = memoryview(data).nbytes
+        if size:
+            self._connection.send(b"%x\r\n" % size + bytes(data) + b"\r\n")
+        return size
+
+
+@contextlib.contextmanager
+def _failures(socket_path: Path, connection: http.client.HTTPConnection) -> Iterator[None]:
+    """Socket and HTTP failures as errors that say what to do."""
+    try:
+        yield
     except FileNotFoundError:
         raise die(
             f"bootlabd is not running here: {socket_path} does not exist",
@@ -59,14 +115,17 @@ def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
         ) from None
     finally:
         connection.close()
+
+
+def _answer(status: int, raw: bytes) -> Any:
     try:
         document = json.loads(raw)
     except ValueError:
-        raise die(f"bootlabd answered HTTP {response.status} with no JSON") from None
-    if response.status >= 400:
+        raise die(f"bootlabd answered HTTP {status} with no JSON") from None
+    if status >= 400:
         if isinstance(document, dict) and "error" in document:
             raise BootlabError(
                 str(document["error"]), document.get("hint"), int(document.get("code", 1))
             )
-        raise die(f"bootlabd answered HTTP {response.status}")
+        raise die(f"bootlabd answered HTTP {status}")
     return document
