@@ -131,3 +131,46 @@ def test_the_caller_cannot_send_what_they_cannot_read(daemon: Daemon, home: Path
     assert refused.returncode == 77, refused.stderr
     assert f"cannot read {secret}: permission denied" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_taxonomy_inside_a_bigger_repository_and_a_linked_file(
+    daemon: Daemon, home: Path
+) -> None:
+    """The repository's .git is above the taxonomy: it is sent along (the diff needs it),
+    and only the taxonomy's folders with it. A JSONL file reached through a link keeps the
+    name it was given."""
+    from taxonomy_data import git
+    from teacher_server import teacher_server
+
+    project = home / "project"
+    (project / "other").mkdir(parents=True)
+    (project / "other" / "big.bin").write_bytes(os.urandom(100_000))  # no taxonomy file
+    shutil.copytree(home / "taxonomy", project / "tax", ignore=shutil.ignore_patterns(".git"))
+    git("init", "-q", "-b", "main", cwd=project)
+    git("add", ".", cwd=project)
+    git("commit", "-q", "-m", "all", cwd=project)
+    leaf = next((project / "tax" / "compositional_skills").rglob("qna.yaml"))
+    leaf.write_text(leaf.read_text() + "# changed\n")  # the one leaf changed against main
+    (home / "link.jsonl").symlink_to(home / "x.jsonl")
+    give(home)
+    with teacher_server() as teacher:
+        made = bootlab(
+            daemon,
+            "data",
+            "generate",
+            str(project / "tax"),
+            "--name",
+            "sub",
+            "--endpoint",
+            teacher.url,
+            "--model",
+            "teacher",
+            "--rounds",
+            "1",
+            "--json",
+        )
+    assert made.returncode == 0, made.stderr
+    assert [d["name"] for d in json.loads(made.stdout)] == ["sub-skills"]
+    linked = bootlab(daemon, "data", "import", str(home / "link.jsonl"), "--json")
+    assert linked.returncode == 0, linked.stderr
+    assert json.loads(linked.stdout)["name"] == "link"

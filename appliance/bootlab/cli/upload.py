@@ -13,7 +13,7 @@ import tarfile
 import time
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Literal, cast
 
@@ -25,6 +25,7 @@ from bootlab.paths import Paths
 if TYPE_CHECKING:
     from bootlab.api import Upload
 
+CHUNK = 1 << 20  # tar's records and the reads of files: fewer calls for big models
 SHOWN_FROM = 32 << 20  # smaller uploads take a blink: no progress line for them
 REDRAW_S = 0.25
 LOG_EVERY_S = 5.0
@@ -121,6 +122,8 @@ def upload(
     the next request names."""
     entries = collect(base, only)
     kind = "file" if base.is_file() else "directory"
+    if kind == "file":  # named as the caller named it (a link's name, not its target's)
+        entries = [replace(entries[0], name=os.path.basename(origin))]
     total = sum(entry.size for entry in entries)
     query = urllib.parse.urlencode({"origin": origin, "kind": kind, "size": total})
     meter = _Meter(origin, total, quiet=quiet or total < SHOWN_FROM)
@@ -134,7 +137,9 @@ def upload(
 
 
 def _pack(entries: list[Entry], writer: BinaryIO, meter: _Meter) -> None:
-    with tarfile.open(fileobj=cast(IO[bytes], writer), mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(
+        fileobj=cast(IO[bytes], writer), mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
+    ) as tar:
         for entry in entries:
             info = tarfile.TarInfo(entry.name)
             info.mtime = int(time.time())

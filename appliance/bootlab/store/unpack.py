@@ -142,7 +142,9 @@ def unpack_tree(
     tree = _Tree(target, where, limit)
     try:
         # "r|": a stream, read once from the start (the body cannot seek).
-        archive = tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|")  # noqa: SIM115
+        archive = tarfile.open(  # noqa: SIM115 - closed below
+            fileobj=cast(IO[bytes], stream), mode="r|", bufsize=1 << 20
+        )
     except tarfile.TarError as error:
         raise die(
             f"{where}: the upload is not a tar stream ({error})", exit_code=Exit.CORRUPT
