@@ -43,6 +43,17 @@ def bootlab(daemon: Daemon, *args: str, as_user: bool = False) -> subprocess.Com
     )
 
 
+def generate(daemon: Daemon, taxonomy: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """`data generate` of the changed leaves (against main) through a test teacher."""
+    from teacher_server import teacher_server
+
+    with teacher_server() as teacher:
+        options = ("--endpoint", teacher.url, "--model", "teacher", "--rounds", "1", "--json")
+        made = bootlab(daemon, "data", "generate", str(taxonomy), "--name", name, *options)
+    assert made.returncode == 0, made.stderr
+    return made
+
+
 def give(path: Path) -> None:
     for found in [path, *path.rglob("*")]:
         os.lchown(found, USER, USER)
@@ -96,25 +107,7 @@ def test_pull_and_import_from_the_home_as_root_with_sudo(daemon: Daemon, home: P
 def test_generate_reads_git_in_its_own_copy_of_the_users_repository(
     daemon: Daemon, home: Path
 ) -> None:
-    from teacher_server import teacher_server
-
-    with teacher_server() as teacher:
-        made = bootlab(
-            daemon,
-            "data",
-            "generate",
-            str(home / "taxonomy"),
-            "--name",
-            "home",
-            "--endpoint",
-            teacher.url,
-            "--model",
-            "teacher",
-            "--rounds",
-            "1",
-            "--json",
-        )
-    assert made.returncode == 0, made.stderr
+    made = generate(daemon, home / "taxonomy", "home")
     assert "dubious ownership" not in made.stderr
     # Only the leaf git calls new (the committed skill is not regenerated).
     assert [d["name"] for d in json.loads(made.stdout)] == ["home-knowledge"]
@@ -140,7 +133,6 @@ def test_a_taxonomy_inside_a_bigger_repository_and_a_linked_file(
     and only the taxonomy's folders with it. A JSONL file reached through a link keeps the
     name it was given."""
     from taxonomy_data import git
-    from teacher_server import teacher_server
 
     project = home / "project"
     (project / "other").mkdir(parents=True)
@@ -153,23 +145,7 @@ def test_a_taxonomy_inside_a_bigger_repository_and_a_linked_file(
     leaf.write_text(leaf.read_text() + "# changed\n")  # the one leaf changed against main
     (home / "link.jsonl").symlink_to(home / "x.jsonl")
     give(home)
-    with teacher_server() as teacher:
-        made = bootlab(
-            daemon,
-            "data",
-            "generate",
-            str(project / "tax"),
-            "--name",
-            "sub",
-            "--endpoint",
-            teacher.url,
-            "--model",
-            "teacher",
-            "--rounds",
-            "1",
-            "--json",
-        )
-    assert made.returncode == 0, made.stderr
+    made = generate(daemon, project / "tax", "sub")
     assert [d["name"] for d in json.loads(made.stdout)] == ["sub-skills"]
     linked = bootlab(daemon, "data", "import", str(home / "link.jsonl"), "--json")
     assert linked.returncode == 0, linked.stderr
