@@ -346,9 +346,7 @@ def post_upload(context: Context, params: dict[str, str], streamed: Streamed) ->
         kind=query.kind,
         declared=query.size,
     )
-    return Upload(
-        id=staged.id, origin=staged.origin, kind=staged.kind, files=staged.files, size=staged.size
-    )
+    return Upload(**{name: getattr(staged, name) for name in Upload.model_fields})
 
 
 def post_push(context: Context, _: dict[str, str], body: PushRequest) -> Job:
@@ -441,14 +439,12 @@ def post_generate(context: Context, params: dict[str, str], body: GenerateReques
     through the teacher, the output kept as datasets NAME-knowledge and NAME-skills."""
     from bootlab.sdg import generate, job  # noqa: PLC0415 - the generator, only here
 
+    name = check_name(body.name)
+    settings = generate.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
+    key = body.api_key.get_secret_value() if body.api_key else None
     staged = context.uploads.claim(body.upload, _caller(params), "directory")
     with context.uploads.used(staged, keep=True):
-        name = check_name(body.name)
-        key = body.api_key.get_secret_value() if body.api_key else None
         teacher = job.teacher(context.paths, body.endpoint, body.model, key)
-        settings = generate.Settings(
-            rounds=body.rounds, concurrency=body.concurrency, judge=body.judge
-        )
         source = staged.inside(body.taxonomy)
         what, work = job.plan(
             context.paths,
