@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(podman buildah skopeo runc debootstrap systemd-container docker-registry
           apache2-utils uidmap fuse-overlayfs git python3 python3-venv libsystemd-dev pkg-config
-          build-essential cmake)
+          build-essential cmake qemu-system-x86 qemu-utils openssh-client e2fsprogs)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

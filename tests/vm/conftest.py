@@ -56,6 +56,37 @@ class Guest:
             )
         return result
 
+    def put(self, source: Path, target: str) -> None:
+        """Copy a file or directory tree from here to `target` in the guest (tar over SSH)."""
+        parent, name = (source, ".") if source.is_dir() else (source.parent, source.name)
+        packed = subprocess.run(
+            ["tar", "-C", str(parent), "-c", name], capture_output=True, check=True
+        ).stdout
+        unpack = (
+            f"mkdir -p {target} && tar -x -C {target}"
+            if source.is_dir()
+            else f"mkdir -p $(dirname {target}) && tar -x -O > {target}"
+        )
+        result = subprocess.run(
+            [*ssh_argv(self.ssh_port, self.identity), unpack],
+            input=packed,
+            capture_output=True,
+            check=False,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"copying {source} to the VM failed: {result.stderr.decode()[-2000:]}")
+
+    def wait_for(self, what: str, command: str, timeout: float = 900) -> str:
+        """Until `command` succeeds in the guest; its output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.ssh(command, check=False)
+            if result.returncode == 0:
+                return result.stdout
+            time.sleep(2)
+        pytest.fail(f"timed out waiting for {what} in the VM:\n{serial_tail(self.running.serial)}")
+
     def boot_id(self) -> str:
         return self.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
 

@@ -241,9 +241,9 @@ def post_service_start(
     return _view(units.describe(workload, context.paths, started))
 
 
-def post_service_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
+def post_service_stop(context: Context, params: dict[str, str], _: None) -> ServiceState:
     workload = cast(units.Workload, params["workload"])
-    return _view(units.Service(workload, units.stop(workload)))
+    return _view(units.Service(workload, units.stop(workload, context.paths)))
 
 
 # Models --------------------------------------------------------------------------------------
