@@ -78,10 +78,12 @@ class _Chunks(io.RawIOBase):
         return True
 
     def write(self, data: ReadableBuffer) -> int:
-        size = memoryview(data).nbytes
-        if size:
-            self._connection.send(b"%x\r\n" % size + bytes(data) + b"\r\n")
-        return size
+        view = memoryview(data)
+        if view.nbytes:  # three sends, no copy: a copy of each MiB cost more than sending it
+            self._connection.send(b"%x\r\n" % view.nbytes)
+            self._connection.send(view)
+            self._connection.send(b"\r\n")
+        return view.nbytes
 
 
 @contextlib.contextmanager

@@ -140,6 +140,7 @@ def _pack(entries: list[Entry], writer: BinaryIO, meter: _Meter) -> None:
     with tarfile.open(
         fileobj=cast(IO[bytes], writer), mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK
     ) as tar:
+        tar.copybufsize = CHUNK  # each file in reads of a record: no copying of a growing buffer
         for entry in entries:
             info = tarfile.TarInfo(entry.name)
             info.mtime = int(time.time())
