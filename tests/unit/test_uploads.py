@@ -301,3 +301,11 @@ def test_raw_uploads_with_bad_query_or_body_get_clear_errors(daemon: Daemon) -> 
         + chunked(b'{"registry":', b' "quay.io"}')
     )
     assert status == 200 and answer["registry"] == "quay.io"  # JSON may come chunked too
+
+
+def test_a_restarted_daemon_starts_with_no_uploads(tmp_path: Path) -> None:
+    left = tmp_path / "var/lib/bootlab/uploads/0123456789abcdef/content"
+    left.mkdir(parents=True)
+    (left / "half.bin").write_bytes(b"x" * 100)
+    with running_daemon(root=tmp_path):
+        assert not left.parent.exists()

@@ -249,12 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every status request runs systemctl: its command lines are noise unless debugging.
     logging.getLogger("bootlab.run").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     paths = Paths.from_env()
+    context = Context(paths)
+    context.uploads.clear()  # what an earlier daemon staged, no request can name now
     try:
-        server = Server(_listener(paths, args.socket), Context(paths))
+        server = Server(_listener(paths, args.socket), context)
     except (OSError, BootlabError) as error:
         log.error("cannot listen: %s", error)
         return Exit.ERROR
-    server.context.uploads.clear()  # what an earlier daemon staged, no request can name now
     journal.notify("READY=1\nSTATUS=answering on " + str(args.socket or paths.socket))
     threading.Thread(target=server.context.profile, name="probe", daemon=True).start()
     log.info("bootlabd ready")
