@@ -4,7 +4,7 @@ same with the user's paths (sudo-style), while bootlabd keeps its sandbox (no ca
 ProtectHome=read-only): the CLI reads the files and uploads them; the daemon opens none.
 
 The dev image has no git: the taxonomy here is not a repository (every leaf counts as new),
-and git in the daemon's copy of a user's repository is tested in tests/unit/test_home_files.py.
+and git in the daemon's copy of a user's repository is tested in tests/unit/test_upload_home.py.
 The teacher is tests/teacher_server.py, run in the guest on 127.0.0.1."""
 
 from __future__ import annotations
