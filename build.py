@@ -54,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--tls-verify", choices=["true", "false"], default=None, help="override registry.tls_verify"
     )
-    disk = command("disk", "write bootc-image-builder's config.toml and print the command")
+    disk = command(
+        "disk",
+        "a disk image: bootc profiles get bootc-image-builder's config.toml and command; "
+        "profiles without bootc (dev) a raw or qcow2 disk made here from the built image",
+    )
     disk.add_argument("--profile")
     disk.add_argument(
         "--type", dest="disk_type", required=True, choices=["qcow2", "ami", "raw", "iso"]
@@ -64,6 +68,32 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("output"),
         help="directory for config.toml and the disk image (default: ./output)",
+    )
+    disk.add_argument("--image", help="image to make the disk of (default: the profile's tag)")
+    disk.add_argument("--size", help="disk size, e.g. 16G (default: the files plus 4 GiB)")
+    disk.add_argument(
+        "--ssh-key",
+        dest="ssh_keys",
+        type=Path,
+        action="append",
+        default=[],
+        help="a public key file root may log in with (repeatable)",
+    )
+    vm = command("vm", "boot the disk that `disk` made under qemu, serial console here")
+    vm.add_argument("--profile")
+    vm.add_argument(
+        "--output", type=Path, default=Path("output"), help="the disk's directory (./output)"
+    )
+    vm.add_argument(
+        "--forward",
+        dest="forwards",
+        action="append",
+        help="HOSTPORT:GUESTPORT on 127.0.0.1 (repeatable; default 2222:22 and 8000:8000)",
+    )
+    vm.add_argument("--memory", type=int, default=4096, help="MiB of memory (default 4096)")
+    vm.add_argument("--cpus", type=int, default=2, help="virtual CPUs (default 2)")
+    vm.add_argument(
+        "--snapshot", action="store_true", help="keep the disk unchanged (writes are discarded)"
     )
     schema = command("schema", "write the spec's JSON schema")
     schema.add_argument(

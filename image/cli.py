@@ -135,9 +135,12 @@ def cmd_disk(args: argparse.Namespace, spec_file: SpecFile) -> int:
 
     spec: ImageSpec = spec_file.resolve(args.profile)
     if not spec.base.bootc:
+        return _own_disk(args, spec)
+    if args.size or args.ssh_keys:
         raise die(
-            f"profile '{spec.profile}' has no bootc in its base, so it cannot become a disk image",
-            hint="use a bootc profile (rhel, centos, fedora); the dev profile boots as a container",
+            "--size and --ssh-key are for disks bootlab makes itself (profiles without bootc)",
+            hint="for a bootc profile, set disk.filesystems and disk.users in the spec",
+            exit_code=Exit.USAGE,
         )
     for index, user in enumerate(spec.disk.users):
         if not user.ssh_keys and not user.password_hash:
@@ -176,6 +179,47 @@ def cmd_disk(args: argparse.Namespace, spec_file: SpecFile) -> int:
     print("build the disk image with (as root, on a host where the image is in local storage):")
     print("  " + shlex.join(command))
     return Exit.OK
+
+
+def _own_disk(args: argparse.Namespace, spec: ImageSpec) -> int:
+    """A profile without bootc: bootlab makes the disk from the built image itself."""
+    from image.disk import make_disk, parse_size  # noqa: PLC0415
+    from image.pipeline import image_tag  # noqa: PLC0415
+
+    if args.disk_type not in ("raw", "qcow2"):
+        raise die(
+            f"profile '{spec.profile}' makes raw or qcow2 disks, not {args.disk_type}",
+            hint="use --type raw or --type qcow2 (ami and iso come from bootc-image-builder)",
+            exit_code=Exit.USAGE,
+        )
+    size = parse_size(args.size) if args.size else None
+    keys = []
+    for key_file in args.ssh_keys:
+        try:
+            keys += [line for line in key_file.read_text().splitlines() if line.strip()]
+        except OSError as error:
+            raise die(f"cannot read {key_file}: {error.strerror}", exit_code=Exit.USAGE) from None
+    output: Path = args.output.resolve()
+    disk = make_disk(
+        spec,
+        args.image or image_tag(spec),
+        output,
+        disk_type=args.disk_type,
+        size=size,
+        authorized_keys=keys,
+    )
+    print(f"wrote {output / disk.path} ({disk.size // 2**20} MiB, {disk.format}) from {disk.image}")
+    print(f"boot it with: python build.py vm --profile {spec.profile} --output {args.output}")
+    return Exit.OK
+
+
+def cmd_vm(args: argparse.Namespace, spec_file: SpecFile) -> int:
+    from image.vm import Forward, Machine, run_interactive  # noqa: PLC0415
+
+    forwards = tuple(Forward.parse(text) for text in args.forwards or ["2222:22", "8000:8000"])
+    machine = Machine(args.memory, args.cpus, forwards, snapshot=args.snapshot)
+    code = run_interactive(args.output.resolve(), machine)
+    return Exit.OK if code == 0 else Exit.ERROR
 
 
 def cmd_schema(args: argparse.Namespace, spec_file: SpecFile) -> int:

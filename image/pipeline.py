@@ -162,13 +162,24 @@ def base_python_version(spec: ImageSpec) -> str:
     )
 
 
+# An image runs on other machines than the one that built it: compiled code must not use
+# this CPU's own instruction set (a llama.cpp built with -march=native died with SIGILL on
+# the first VM that booted the dev image). x86-64-v3 (AVX2, FMA, F16C: every x86 server CPU
+# since 2013, and qemu's TCG) is the floor; llama.cpp picks nothing at run time beyond it.
+PORTABLE_BUILD = {
+    "CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON",
+}
+
+
 def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
-    """Wheels for the packages that publish none for this Python, built once each."""
+    """Wheels for the packages that publish none for this Python, built once each, for any
+    x86-64-v3 CPU (not only this one)."""
     directories = []
     host = f"{sys.version_info.major}.{sys.version_info.minor}"
     for name in spec.ml.compile:
         version = spec.ml.packages[name]
-        directory = cache_dir() / "built-wheels" / f"{name}-{version}"
+        key = key_of(name, version, PORTABLE_BUILD)
+        directory = cache_dir() / "built-wheels" / f"{name}-{version}-portable-{key}"
         if not (directory / ".complete").exists():
             if host != python:
                 raise die(
@@ -180,7 +191,16 @@ def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
                 step(f"compiling {name} {version} (once; cached in {directory})"),
                 files.cache_entry(directory, marker=".complete") as partial,
             ):
-                build_wheel(f"{name}=={version}", partial, f"compiling {name}")
+                env = {
+                    **os.environ,
+                    **PORTABLE_BUILD,
+                    "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count()),
+                }
+                # --no-cache-dir: pip's own wheel cache would hand back a build made for
+                # another CPU (its key is the sdist, not the flags).
+                build_wheel(
+                    f"{name}=={version}", partial, f"compiling {name}", "--no-cache-dir", env=env
+                )
         directories.append(directory)
     return directories
 

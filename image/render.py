@@ -26,6 +26,8 @@ UNITS_DIR = REPO_ROOT / "units"
 MODELS_DIR = "/usr/share/bootlab/models"
 UPGRADE_INFORMER_TIMER = "bootlab-upgrade-informer.timer"
 APPLIANCE_SOCKET = "bootlabd.socket"
+# Serves or trains again after a reboot what ran before it (the desired state in /var).
+RESTORE_UNIT = "bootlab-restore.service"
 NVIDIA_CDI_UNIT = "bootlab-nvidia-cdi.service"
 WHEELS_MOUNT = "/run/bootlab-wheels"
 SOURCE_DATE_EPOCH = 315532800  # 1980-01-01, the earliest time a zip (wheel) can hold
@@ -81,7 +83,7 @@ def kernel_args(spec: ImageSpec) -> list[str]:
 
 def enabled_units(spec: ImageSpec) -> list[str]:
     # The API socket is always there; the daemon itself starts on the first request.
-    units = [APPLIANCE_SOCKET, *spec.appliance.enable]
+    units = [APPLIANCE_SOCKET, RESTORE_UNIT, *spec.appliance.enable]
     if spec.updates.informer:
         units.append(UPGRADE_INFORMER_TIMER)
     if spec.accelerator.type == "nvidia":

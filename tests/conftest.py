@@ -18,7 +18,7 @@ for entry in (REPO_ROOT / "appliance", REPO_ROOT):
         sys.path.insert(0, str(entry))
 
 
-TIERS = frozenset({"unit", "integration", "system", "ml"})
+TIERS = frozenset({"unit", "integration", "system", "ml", "vm"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects what it does not match
@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     untiered = [item.nodeid for item in items if not TIERS & {m.name for m in item.iter_markers()}]
     if untiered:
         raise pytest.UsageError(
-            "tests without a tier marker (add pytestmark = pytest.mark.unit, or integration, "
+            "tests without a tier marker (add pytestmark = pytest.mark.unit, or integration, vm, "
             "system, ml): " + ", ".join(untiered)
         )
 

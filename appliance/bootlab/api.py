@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bootlab.config import Config
 from bootlab.sysinfo import SystemInfo
@@ -134,14 +134,51 @@ class ModelList(_Body):
     store_bytes: int = Field(description="Bytes on disk for all blobs, each stored once.")
 
 
+UPLOAD_ID = r"^[0-9a-f]{16}$"
+UPLOADED = "An upload's id (POST /v1/uploads): used by this request, then removed."
+
+
+class UploadRequest(_Body):
+    """The query of POST /v1/uploads; the body is an uncompressed tar stream (chunked)."""
+
+    origin: str = Field(
+        pattern=r"^/",
+        max_length=4096,
+        description="The uploaded path on the client's machine: named in messages and records.",
+    )
+    kind: Literal["file", "directory"] = Field(
+        description="file: the tar holds that one file; directory: a tree."
+    )
+    size: int | None = Field(None, ge=0, description="The files' bytes, if known: checked first.")
+
+
+class Upload(_Body):
+    id: str
+    origin: str
+    kind: Literal["file", "directory"]
+    files: int
+    size: int
+
+
 class PullRequest(_Body):
-    reference: str = Field(
+    """A model from a registry or Hugging Face, or one the client uploaded (its files read
+    by the client, with the caller's rights: bootlabd opens no path a request names)."""
+
+    reference: str | None = Field(
+        None,
         min_length=1,
         max_length=4096,
-        description="docker://, oci://, hf://ORG/REPO[@REV], or a local path.",
+        description="docker://, oci:// or hf://ORG/REPO[@REV].",
     )
+    upload: str | None = Field(None, pattern=UPLOAD_ID, description=UPLOADED)
     name: str | None = Field(None, max_length=128, description="Default: from the reference.")
     tls_verify: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PullRequest:
+        if (self.reference is None) == (self.upload is None):
+            raise ValueError("give either reference or upload")
+        return self
 
 
 class PushRequest(_Body):
@@ -179,7 +216,7 @@ class VerifyResult(_Body):
 class GcResult(_Body):
     blobs: int
     snapshots: int
-    partials: int
+    partials: int = Field(description="Partial downloads, and uploads no request used.")
     bytes_freed: int
 
 
@@ -198,7 +235,7 @@ class DatasetList(_Body):
 
 
 class DatasetImportRequest(_Body):
-    path: str = Field(min_length=1, max_length=4096, description="A JSONL file on this machine.")
+    upload: str = Field(pattern=UPLOAD_ID, description=UPLOADED + " A JSONL file.")
     name: str | None = Field(None, max_length=128)
     context: int | None = Field(None, ge=16, description="Refuse samples longer than this.")
 
@@ -207,7 +244,10 @@ class GenerateRequest(_Body):
     """Synthetic data from a taxonomy, through a teacher (default: what bootlab-serve
     serves)."""
 
-    taxonomy: str = Field(min_length=1, max_length=4096, description="A taxonomy on this machine.")
+    upload: str = Field(pattern=UPLOAD_ID, description=UPLOADED + " The taxonomy's tree.")
+    taxonomy: str = Field(
+        ".", min_length=1, max_length=4096, description="The taxonomy's path in the upload."
+    )
     name: str = Field(max_length=100, description="Datasets NAME-knowledge and NAME-skills.")
     ref: str | None = Field(None, max_length=256, description="Leaves changed against it.")
     all: bool = Field(False, description="Every leaf, not only the changed ones.")
@@ -215,7 +255,9 @@ class GenerateRequest(_Body):
         None, pattern=r"^https?://", max_length=2048, description="An OpenAI API base URL."
     )
     model: str | None = Field(None, max_length=256, description="The teacher's model name.")
-    api_key_file: str | None = Field(None, pattern=r"^/", max_length=4096)
+    api_key: SecretStr | None = Field(
+        None, max_length=4096, description="The endpoint's API key (read by the client)."
+    )
     concurrency: int = Field(8, ge=1, le=256)
     rounds: int = Field(2, ge=1, le=1000, description="Requests per skill or document chunk.")
     judge: bool = Field(False, description="Drop pairs the teacher itself scores below 4.")
@@ -269,5 +311,7 @@ __all__ = [
     "Status",
     "SystemInfo",
     "UpgradeStatus",
+    "Upload",
+    "UploadRequest",
     "VerifyResult",
 ]

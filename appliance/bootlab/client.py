@@ -1,14 +1,21 @@
-"""The CLI's side of the API: HTTP over the daemon's Unix socket, errors made readable."""
+"""The CLI's side of the API: HTTP over the daemon's Unix socket (JSON requests, and uploads
+streamed as they are packed), errors made readable."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bootlab.errors import BootlabError, Exit, die
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 TIMEOUT_S = 300.0  # a service start waits for systemd; a login for the registry
 
@@ -22,6 +29,61 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
         self.sock.connect(str(self._path))
+
+
+def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
+    """One request; the daemon's {error, hint, code} becomes a BootlabError with that code."""
+    connection = _UnixConnection(socket_path)
+    payload = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if payload is not None else {}
+    with _failures(socket_path, connection):
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    return _answer(response.status, raw)
+
+
+def send_stream(socket_path: Path, path: str, produce: Callable[[BinaryIO], None]) -> Any:
+    """POST a body that `produce` writes (a tar stream, as it packs it), with chunked transfer
+    encoding: nothing is held in memory or on disk, and no length is needed up front. If
+    bootlabd refuses mid-way (too big, unsafe), its answer is read all the same."""
+    connection = _UnixConnection(socket_path)
+    with _failures(socket_path, connection):
+        connection.putrequest("POST", path)
+        connection.putheader("Content-Type", "application/x-tar")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        writer = io.BufferedWriter(_Chunks(connection), buffer_size=CHUNK)
+        try:
+            produce(writer)
+            writer.flush()
+            connection.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # bootlabd stopped reading: its answer says why
+        response = connection.getresponse()
+        raw = response.read()
+    return _answer(response.status, raw)
+
+
+CHUNK = 1 << 20
+
+
+class _Chunks(io.RawIOBase):
+    """What is written, sent as HTTP chunks."""
+
+    def __init__(self, connection: http.client.HTTPConnection) -> None:
+        self._connection = connection
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        view = memoryview(data)
+        if view.nbytes:  # three sends, no copy: a copy of each MiB cost more than sending it
+            self._connection.send(b"%x\r\n" % view.nbytes)
+            self._connection.send(view)
+            self._connection.send(b"\r\n")
+        return view.nbytes
 
 
 # Why a request on the socket failed and what to do about it: the first entry whose type the
@@ -58,27 +120,26 @@ def _failure(error: Exception, socket_path: Path) -> BootlabError:
     return die(named, hint=hint, exit_code=code)
 
 
-def call(socket_path: Path, method: str, path: str, body: Any = None) -> Any:
-    """One request; the daemon's {error, hint, code} becomes a BootlabError with that code."""
-    connection = _UnixConnection(socket_path)
-    payload = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"} if payload is not None else {}
+@contextlib.contextmanager
+def _failures(socket_path: Path, connection: http.client.HTTPConnection) -> Iterator[None]:
+    """Socket and HTTP failures as errors that say what to do; the connection is closed."""
     try:
-        connection.request(method, path, body=payload, headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
+        yield
     except (OSError, http.client.HTTPException) as error:
         raise _failure(error, socket_path) from None
     finally:
         connection.close()
+
+
+def _answer(status: int, raw: bytes) -> Any:
     try:
         document = json.loads(raw)
     except ValueError:
-        raise die(f"bootlabd answered HTTP {response.status} with no JSON") from None
-    if response.status >= 400:
+        raise die(f"bootlabd answered HTTP {status} with no JSON") from None
+    if status >= 400:
         if isinstance(document, dict) and "error" in document:
             raise BootlabError(
                 str(document["error"]), document.get("hint"), int(document.get("code", 1))
             )
-        raise die(f"bootlabd answered HTTP {response.status}")
+        raise die(f"bootlabd answered HTTP {status}")
     return document

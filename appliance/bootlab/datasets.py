@@ -101,7 +101,11 @@ def directory(state: Path) -> Path:
     return state / "datasets"
 
 
-def import_file(state: Path, source: Path, name: str, *, context: int | None = None) -> Dataset:
+def import_file(
+    state: Path, source: Path, name: str, *, context: int | None = None, origin: str | None = None
+) -> Dataset:
+    """Validate and keep `source` as dataset `name`; `origin` names it in the record (the
+    user's path of an upload), default: `source`."""
     check_name(name)
     report = validate(source, context=context)
     if report.errors:
@@ -125,7 +129,7 @@ def import_file(state: Path, source: Path, name: str, *, context: int | None = N
                 writer.write(block)
         dataset = Dataset(
             name,
-            str(source),
+            origin or str(source),
             digest.hexdigest(),
             report.samples,
             report.messages,

@@ -27,8 +27,11 @@ class Daemon:
 
 
 @contextmanager
-def running_daemon(extra_args: tuple[str, ...] = (), root: Path | None = None) -> Iterator[Daemon]:
-    """A daemon in a new temporary root, or in `root` (a restart keeps its state)."""
+def running_daemon(
+    extra_args: tuple[str, ...] = (), root: Path | None = None, wrapper: tuple[str, ...] = ()
+) -> Iterator[Daemon]:
+    """A daemon in a new temporary root, or in `root` (a restart keeps its state); started
+    through `wrapper` if given (e.g. setpriv, to drop capabilities as the unit does)."""
     # Unix socket paths are limited to 108 bytes: keep the root short.
     with contextlib.ExitStack() as stack:
         if root is None:
@@ -39,6 +42,7 @@ def running_daemon(extra_args: tuple[str, ...] = (), root: Path | None = None) -
         log = (root / "daemon.log").open("ab")
         process = subprocess.Popen(
             [
+                *wrapper,
                 sys.executable,
                 "-m",
                 "bootlab.daemon.server",

@@ -333,6 +333,8 @@ def boot(image: str, name: str, timeout_s: float = 120) -> Booted:
         name,
         "--systemd=always",
         "--network=host",
+        # vLLM's engine talks to its worker through /dev/shm: podman's 64 MiB is too little.
+        "--shm-size=1g",
         image,
         "/sbin/init",
     )

@@ -159,4 +159,9 @@ def tiny_model() -> tuple[Path, Path]:
 
 
 if __name__ == "__main__":
-    print(*tiny_model())
+    # --script: the maker alone, for another Python that has torch, transformers and
+    # sentencepiece (scripts/demo.sh runs it with the booted image's ML venv): `python - DIR`.
+    if sys.argv[1:] == ["--script"]:
+        sys.stdout.write(_MAKE)
+    else:
+        print(*tiny_model())

@@ -45,11 +45,39 @@ def test_disk_writes_a_bib_config_and_the_exact_command(tmp_path: Path) -> None:
     assert f"{tmp_path / 'o' / 'config.toml'}:/config.toml:ro" in result.stdout
 
 
-def test_disk_refuses_a_profile_without_bootc(tmp_path: Path) -> None:
-    result = build_py("disk", "--profile", "dev", "--type", "qcow2", "--output", str(tmp_path))
-    assert result.returncode == 1
-    assert "profile 'dev' has no bootc" in result.stderr
+def test_a_profile_without_bootc_makes_only_disks_it_can_boot(tmp_path: Path) -> None:
+    """bootlab makes the dev profile's disk itself: raw or qcow2, never bootc-image-builder's
+    ami or iso, and no config.toml for a builder that is not used."""
+    result = build_py("disk", "--profile", "dev", "--type", "ami", "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert "profile 'dev' makes raw or qcow2 disks, not ami" in result.stderr
     assert not (tmp_path / "config.toml").exists()
+
+
+def test_a_disk_of_an_image_not_built_says_how_to_build_it(tmp_path: Path) -> None:
+    result = build_py(
+        "disk",
+        "--profile",
+        "dev",
+        "--type",
+        "raw",
+        "--image",
+        "localhost/bootlab-none:x",
+        "--output",
+        str(tmp_path),
+    )
+    assert result.returncode == 6, result.stderr
+    assert "image localhost/bootlab-none:x is not built yet" in result.stderr
+    assert "python build.py build --profile dev" in result.stderr
+    assert not list(tmp_path.glob("disk.*"))
+
+
+def test_a_disk_size_is_checked_before_any_work(tmp_path: Path) -> None:
+    result = build_py(
+        "disk", "--profile", "dev", "--type", "raw", "--size", "lots", "--output", str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert "'lots' is not a size" in result.stderr
 
 
 def test_disk_refuses_users_nobody_can_log_in_as(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""Local model paths that bootlabd cannot see say why: systemd gives the daemon a /tmp of
-its own, so a model the admin left in /tmp is not there for it."""
+"""Local models as bootlabd imports them: a directory of its own (an upload the CLI sent, a
+training job's output), moved into the store where it can be, links read as their files,
+and nothing that leads out of the directory."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,27 +17,35 @@ from bootlab.store.sources import local
 pytestmark = pytest.mark.unit
 
 
-def refusal(reference: str, tmp_path: Path) -> BootlabError:
+def test_a_missing_path_is_refused_as_usage(tmp_path: Path) -> None:
     with pytest.raises(BootlabError) as refused:
-        local.pull(reference, "m", model_store(Paths(tmp_path)), progress=Progress())
-    return refused.value
+        local.pull("/srv/no/such/model", "m", model_store(Paths(tmp_path)), progress=Progress())
+    assert refused.value.exit_code == 2 and "no absolute path that exists" in refused.value.message
 
 
-@pytest.mark.parametrize("missing", ["/tmp/bootlab-test-no-such-model", "/var/tmp/no/such"])
-def test_a_missing_tmp_path_under_systemd_names_private_tmp(
-    missing: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
-    error = refusal(missing, tmp_path)
-    assert error.exit_code == 2
-    assert f"cannot see {missing}" in error.message and "PrivateTmp=" in error.message
-    assert "move the model out of /tmp" in (error.hint or "")
+def test_moved_into_the_store_links_as_their_files_and_named_by_origin(tmp_path: Path) -> None:
+    model = tmp_path / "staged" / "content"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "weights.bin").write_bytes(os.urandom(4096))
+    (model / "alias.bin").symlink_to("weights.bin")  # sorts before its target
+    store = model_store(Paths(tmp_path / "root"))
+    record = local.pull(
+        str(model), "m", store, progress=Progress(), move=True, origin="/home/a/model"
+    )
+    assert record.source == "file:///home/a/model"
+    assert record.files["alias.bin"] == record.files["weights.bin"]
+    # Moved (same filesystem): the staging copy is gone, no blob is a link.
+    assert not (model / "weights.bin").exists()
+    assert all(not blob.is_symlink() for blob in store.blobs.iterdir())
+    assert store.verify("m") == []
 
 
-def test_outside_systemd_or_tmp_a_missing_path_is_just_missing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("INVOCATION_ID", raising=False)
-    assert "neither a model reference" in refusal("/tmp/bootlab-no-such", tmp_path).message
-    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
-    assert "neither a model reference" in refusal("/srv/no/such/model", tmp_path).message
+def test_a_link_out_of_the_directory_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (tmp_path / "secret").write_text("x")
+    (model / "weights.bin").symlink_to(tmp_path / "secret")
+    with pytest.raises(BootlabError) as refused:
+        local.pull(str(model), "m", model_store(Paths(tmp_path / "r")), progress=Progress())
+    assert refused.value.exit_code == 7 and "links outside" in refused.value.message

@@ -284,6 +284,27 @@ def test_duplicate_model_names(spec_at) -> None:
     assert "each name may appear once" in first_line(spec_error(path))
 
 
+def test_ml_remove_of_a_pinned_package(spec_at) -> None:
+    ml = "    ml:\n      packages: {torch: '2.13.0'}\n      remove: [torchvision, torch]\n"
+    path, text = spec_at(BASE + ml)
+    assert first_line(spec_error(path)) == (
+        f"{path}:{line_of(text, '    ml:')}: profiles.dev.ml: "
+        "remove names torch, which packages pins: drop one of them"
+    )
+
+
+def test_ml_remove_in_the_install_step() -> None:
+    """What ml.remove names leaves in the RUN step that installs it: no layer carries it."""
+    from image.render import render
+
+    spec = load(DEFAULT_SPEC, "dev")
+    assert "torchvision" in spec.ml.remove
+    steps = render(spec).containerfile.split("\nRUN ")
+    [install] = [step for step in steps if f"-m venv {spec.ml.venv} " in step]
+    uninstall = f"{spec.ml.venv}/bin/pip uninstall --yes " + " ".join(spec.ml.remove)
+    assert install.index("pip install") < install.index(uninstall)
+
+
 # --- keys inherited from `common` ------------------------------------------------------------
 
 

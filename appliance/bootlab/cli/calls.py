@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bootlab.cli import output
 from bootlab.errors import BootlabError, die
@@ -52,13 +53,23 @@ def plain(value: object) -> Any:
     return value
 
 
+def _socket(paths: Paths) -> Path:
+    socket_path = os.environ.get("BOOTLAB_SOCKET")
+    return paths.socket if not socket_path else Path(socket_path)
+
+
 def ask(paths: Paths, method: str, path: str, body: Any = None) -> Any:
     """One request to bootlabd; annotate what it returns with its `bootlab.api` model."""
     from bootlab import client  # noqa: PLC0415 - the entrypoints never need it
 
-    socket_path = os.environ.get("BOOTLAB_SOCKET")
-    where = paths.socket if not socket_path else Path(socket_path)
-    return _reply(client.call(where, method, path, body))
+    return _reply(client.call(_socket(paths), method, path, body))
+
+
+def send(paths: Paths, path: str, produce: Callable[[BinaryIO], None]) -> Any:
+    """POST what `produce` writes, streamed as it is written (an upload)."""
+    from bootlab import client  # noqa: PLC0415 - the entrypoints never need it
+
+    return _reply(client.send_stream(_socket(paths), path, produce))
 
 
 def follow(paths: Paths, job: Job, quiet: bool) -> Job:

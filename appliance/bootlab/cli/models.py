@@ -54,11 +54,36 @@ def _show_list(listing: ModelList) -> None:
 
 def cmd_model_pull(args: argparse.Namespace, paths: Paths) -> Shown[Job]:
     reference = args.reference
-    if "://" not in reference:  # a local path: the daemon's cwd is not ours
-        reference = os.path.abspath(reference)
     body = {"reference": reference, "name": args.name, "tls_verify": args.tls_verify}
+    if "://" not in reference or reference.startswith("file://"):
+        body = {"upload": _upload_model(args, paths), "name": args.name}
     job = follow(paths, ask(paths, "POST", "/v1/models/pull", body), args.json)
     return Shown(job, _show_pulled)
+
+
+def _upload_model(args: argparse.Namespace, paths: Paths) -> str:
+    """A local model, sent to bootlabd as read here (see cli/upload.py): its upload's id."""
+    from bootlab.cli.upload import upload  # noqa: PLC0415
+    from bootlab.store.layout import check_name  # noqa: PLC0415
+
+    if args.name is not None:
+        check_name(args.name)  # before the upload, not after it
+    text = args.reference.removeprefix("file://")
+    if not os.path.lexists(text):
+        raise die(
+            f"'{args.reference}' is neither a model reference nor a path that exists",
+            hint="use docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV], or a "
+            "local directory or file",
+            exit_code=Exit.USAGE,
+        )
+    root = Path(text).resolve()
+    if len(root.parts) <= 2 and root.is_dir():
+        raise die(
+            f"refusing to import {root}: that is a system directory, not a model",
+            hint="give the model's own directory",
+            exit_code=Exit.USAGE,
+        )
+    return upload(paths, root, origin=str(root), quiet=args.json).id
 
 
 def _show_pulled(job: Job) -> None:
@@ -212,7 +237,7 @@ COMMANDS = (
     ),
     command(
         "model pull",
-        "Pull docker://, oci://, hf://ORG/REPO[@REV] or a local path",
+        "Pull docker://, oci://, hf://ORG/REPO[@REV], or a local path (sent as you read it)",
         cmd_model_pull,
         REFERENCE,
         Arg(("--name",), help="the model's name in the store (default: from REFERENCE)"),

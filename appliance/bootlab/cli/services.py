@@ -127,6 +127,16 @@ def cmd_gpu_cdi(args: argparse.Namespace, paths: Paths) -> int:
     return Exit.OK
 
 
+def cmd_boot_restore(args: argparse.Namespace, paths: Paths) -> int:
+    """bootlab-restore.service's ExecStart: what ran before the reboot runs again."""
+    from bootlab import journal  # noqa: PLC0415
+    from bootlab.workload import desired  # noqa: PLC0415
+
+    journal.setup_logging("bootlab-restore")
+    print(desired.restore(paths))
+    return Exit.OK
+
+
 def cmd_upgrade_check(args: argparse.Namespace, paths: Paths) -> Shown[UpgradeStatus]:
     from bootlab import upgrade  # noqa: PLC0415
 
@@ -189,6 +199,7 @@ NOUNS = {
     "train": "The train service (bootlab-train.service)",
     "gpu": "The GPU lock",
     "upgrade": "Image updates",
+    "boot": "What happens at boot",
 }
 
 COMMANDS = (
@@ -206,6 +217,12 @@ COMMANDS = (
         "gpu cdi",
         "Regenerate the NVIDIA CDI spec (run at boot)",
         cmd_gpu_cdi,
+        kind=Kind.ENTRYPOINT,
+    ),
+    command(
+        "boot restore",
+        "Start what ran before the reboot: serve, train (its job resumes) or nothing",
+        cmd_boot_restore,
         kind=Kind.ENTRYPOINT,
     ),
     command(

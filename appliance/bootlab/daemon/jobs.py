@@ -65,10 +65,15 @@ class Jobs:
         kind: Literal["pull", "push", "generate"],
         target: str,
         work: Callable[[Progress], Model | list[DatasetView]],
+        dropped: Callable[[], None] | None = None,
     ) -> Job:
+        """Start `work` as a job, or join the same job already running (then `work` is
+        dropped, and `dropped` frees what it held, such as an upload)."""
         with self._lock:
             for job in self._jobs.values():
                 if job.kind == kind and job.target == target and job.state == "running":
+                    if dropped is not None:
+                        dropped()
                     return job.view()  # the same model already on its way: share it
             job = _Running(uuid.uuid4().hex[:12], kind, target)
             self._jobs[job.id] = job

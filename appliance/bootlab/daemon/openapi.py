@@ -49,7 +49,21 @@ def document() -> dict[str, Any]:
                 }
                 for name, allowed in route.parameters.items()
             ]
-        if route.body is not None:
+        if route.stream and route.body is not None:
+            # An upload: its options are the query, the body a tar stream (chunked).
+            schema = route.body.model_json_schema()
+            operation["parameters"] = [
+                {"name": name, "in": "query", "required": name in schema.get("required", ())}
+                | {"schema": field}
+                for name, field in schema["properties"].items()
+            ]
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/x-tar": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        elif route.body is not None:
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": {"$ref": _ref(route.body)}}},

@@ -10,9 +10,9 @@ import re
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel
 
@@ -26,6 +26,7 @@ from bootlab import (
     sysinfo,
     upgrade,
 )
+from bootlab import uploads as uploads_
 from bootlab.api import (
     API_VERSION,
     AuthEntry,
@@ -51,6 +52,8 @@ from bootlab.api import (
     ServiceState,
     StartRequest,
     Status,
+    Upload,
+    UploadRequest,
     VerifyResult,
 )
 from bootlab.daemon.jobs import Jobs
@@ -59,7 +62,9 @@ from bootlab.paths import Paths
 from bootlab.store import sources
 from bootlab.store.fetch import Progress
 from bootlab.store.layout import ModelRecord, Store, check_name, model_store
+from bootlab.store.sources import local
 from bootlab.store.sources import registry as registry_source
+from bootlab.store.unpack import Readable
 from bootlab.workload import request, units
 
 
@@ -67,9 +72,13 @@ from bootlab.workload import request, units
 class Context:
     paths: Paths
     jobs: Jobs = field(default_factory=Jobs)
+    uploads: uploads_.Uploads = field(init=False)
     # GPUs do not come and go while the machine runs: probe once, when first needed.
     _profile: sysinfo.HardwareProfile | None = None
     _probe_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.uploads = uploads_.Uploads(self.paths.state / "uploads")
 
     def profile(self) -> sysinfo.HardwareProfile:
         """The hardware profile, probing once (nvidia-smi can take seconds on a big host)."""
@@ -96,6 +105,18 @@ Handler = Callable[[Context, dict[str, str], Any], BaseModel]
 
 
 @dataclass(frozen=True)
+class Streamed:
+    """A streaming route's input: its query (the route's body model) and the body to read."""
+
+    query: BaseModel
+    body: Readable
+
+
+def _caller(params: dict[str, str]) -> int:
+    return int(params[CALLER_UID])
+
+
+@dataclass(frozen=True)
 class Route:
     """The body a route takes and the one it answers are its handler's types (the body is
     the third parameter, None when there is none): said once, and checked by mypy."""
@@ -105,6 +126,14 @@ class Route:
     summary: str
     handler: Handler
     parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → allowed
+    # The body is a stream (a tar: application/x-tar), read by the handler; `query` is then the
+    # model of the query string (the route's `body` in the OpenAPI document), and the handler
+    # gets both as a Streamed.
+    query: type[BaseModel] | None = None
+
+    @property
+    def stream(self) -> bool:
+        return self.query is not None
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -116,7 +145,7 @@ class Route:
 
     @property
     def body(self) -> type[BaseModel] | None:
-        return _signature(self.handler)[1]
+        return self.query or _signature(self.handler)[1]
 
 
 @functools.cache
@@ -234,9 +263,9 @@ def post_start(context: Context, params: dict[str, str], body: StartRequest) -> 
     return _view(units.describe(workload, context.paths, started))
 
 
-def post_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
+def post_stop(context: Context, params: dict[str, str], _: None) -> ServiceState:
     workload = cast(units.Workload, params["workload"])
-    return _view(units.Service(workload, units.stop(workload)))
+    return _view(units.Service(workload, units.stop(workload, context.paths)))
 
 
 # Models --------------------------------------------------------------------------------------
@@ -271,34 +300,75 @@ def get_model(context: Context, params: dict[str, str], _: None) -> Model:
     return _model(store, store.record(params["name"]))
 
 
-def _root_only(params: dict[str, str]) -> None:
-    """Local files go only from root into /var/lib/bootlab, which the bootlab group can read:
-    a member importing a file could otherwise read what only root may."""
-    if params.get(CALLER_UID) != "0":
-        raise die(
-            "only root may import local files into the appliance",
-            hint="run it with sudo",
-            exit_code=Exit.NO_PERMISSION,
-        )
-
-
 def post_pull(context: Context, params: dict[str, str], body: PullRequest) -> Job:
-    if sources.is_local(body.reference):
-        _root_only(params)
     store = _store(context)
+    if body.upload is not None:
+        return _pull_upload(context, _caller(params), body, store)
+    reference = cast(str, body.reference)  # the request holds one of the two
+    if sources.is_local(reference):
+        raise die(
+            f"'{reference}' is a path: bootlabd reads no one's files for them",
+            hint="upload it (POST /v1/uploads, as `bootlab model pull PATH` does) or use "
+            "docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV]",
+            exit_code=Exit.USAGE,
+        )
     settings = config.load(context.paths)
-    name = check_name(body.name or sources.default_name(body.reference))
+    name = check_name(body.name or sources.default_name(reference))
     options = sources.PullOptions(
         tls_verify=body.tls_verify, hf_endpoint=settings.models.hf_endpoint
     )
 
     def work(progress: Progress) -> Model:
         record = sources.pull(
-            body.reference, name, store, context.paths, progress=progress, options=options
+            reference, name, store, context.paths, progress=progress, options=options
         )
         return _model(store, record)
 
-    return context.jobs.start("pull", f"{body.reference} as {name}", work)
+    return context.jobs.start("pull", f"{reference} as {name}", work)
+
+
+def _pull_upload(context: Context, uid: int, body: PullRequest, store: Store) -> Job:
+    """A model the CLI uploaded: its files handed to the store (moved, not copied)."""
+    staged = context.uploads.claim(cast(str, body.upload), uid)
+    with context.uploads.used(staged, keep=True):
+        name = check_name(body.name or sources.default_name(staged.origin))
+
+    def work(progress: Progress) -> Model:
+        record = local.pull(
+            str(staged.path), name, store, progress=progress, move=True, origin=staged.origin
+        )
+        return _model(store, record)
+
+    return _upload_job(context, staged, "pull", f"{staged.origin} as {name}", work)
+
+
+def _upload_job(
+    context: Context,
+    staged: uploads_.Staged,
+    kind: Literal["pull", "generate"],
+    what: str,
+    work: Callable[[Progress], Any],
+) -> Job:
+    """A job that uses an upload, removed when the job ends (at once if the same job is
+    already running and is joined instead)."""
+
+    def run(progress: Progress) -> Any:
+        with context.uploads.used(staged):
+            return work(progress)
+
+    return context.jobs.start(kind, what, run, dropped=lambda: context.uploads.release(staged))
+
+
+def post_upload(context: Context, params: dict[str, str], streamed: Streamed) -> Upload:
+    query = cast(UploadRequest, streamed.query)
+    staged = context.uploads.receive(
+        streamed.body,
+        uid=_caller(params),
+        origin=query.origin,
+        kind=query.kind,
+        declared=query.size,
+    )
+    return Upload(**{name: getattr(staged, name) for name in Upload.model_fields})
 
 
 def post_push(context: Context, _: dict[str, str], body: PushRequest) -> Job:
@@ -353,11 +423,12 @@ def post_remove(context: Context, params: dict[str, str], _: None) -> Model:
 
 def post_gc(context: Context, _: dict[str, str], __: None) -> GcResult:
     report = _store(context).gc()
+    uploads, upload_bytes = context.uploads.sweep()
     return GcResult(
         blobs=report.blobs,
         snapshots=report.snapshots,
-        partials=report.partials,
-        bytes_freed=report.bytes_freed,
+        partials=report.partials + uploads,
+        bytes_freed=report.bytes_freed + upload_bytes,
     )
 
 
@@ -376,32 +447,41 @@ def get_dataset(context: Context, params: dict[str, str], _: None) -> DatasetVie
 def post_dataset_import(
     context: Context, params: dict[str, str], body: DatasetImportRequest
 ) -> DatasetView:
-    _root_only(params)
-    source = Path(body.path)
-    if not source.is_absolute():
-        raise die(f"'{body.path}' is not an absolute path", exit_code=Exit.USAGE)
-    name = body.name or source.stem
-    imported = datasets.import_file(context.paths.state, source, name, context=body.context)
+    staged = context.uploads.claim(body.upload, _caller(params), "file")
+    with context.uploads.used(staged):
+        name = body.name or Path(staged.origin).stem
+        imported = datasets.import_file(
+            context.paths.state, staged.path, name, context=body.context, origin=staged.origin
+        )
     return DatasetView(**asdict(imported))
 
 
 def post_generate(context: Context, params: dict[str, str], body: GenerateRequest) -> Job:
-    """Synthetic data as a job: the taxonomy's leaves through the teacher, the output kept
-    as datasets NAME-knowledge and NAME-skills. Root only: the taxonomy and its documents
-    are read from this machine's files."""
+    """Synthetic data as a job: the uploaded taxonomy's leaves (its git history came along)
+    through the teacher, the output kept as datasets NAME-knowledge and NAME-skills."""
     from bootlab.sdg import generate, job  # noqa: PLC0415 - the generator, only here
 
-    _root_only(params)
     name = check_name(body.name)
-    source = job.taxonomy_dir(body.taxonomy)
-    teacher = job.teacher(context.paths, body.endpoint, body.model, body.api_key_file)
     settings = generate.Settings(rounds=body.rounds, concurrency=body.concurrency, judge=body.judge)
-    what, work = job.plan(
-        context.paths, name, source, teacher, ref=body.ref, every_leaf=body.all, settings=settings
-    )
-    return context.jobs.start(
-        "generate", what, lambda progress: [DatasetView(**asdict(d)) for d in work(progress)]
-    )
+    key = body.api_key.get_secret_value() if body.api_key else None
+    staged = context.uploads.claim(body.upload, _caller(params), "directory")
+    with context.uploads.used(staged, keep=True):
+        teacher = job.teacher(context.paths, body.endpoint, body.model, key)
+        source = staged.inside(body.taxonomy)
+        what, work = job.plan(
+            context.paths,
+            name,
+            source,
+            teacher,
+            ref=body.ref,
+            every_leaf=body.all,
+            settings=settings,
+        )
+
+    def views(progress: Progress) -> list[DatasetView]:
+        return [DatasetView(**asdict(d)) for d in work(progress)]
+
+    return _upload_job(context, staged, "generate", staged.named(what), views)
 
 
 # Path parameters that take only some values, in whichever route they stand.
@@ -424,6 +504,11 @@ def POST(path: str, summary: str, handler: Handler) -> Route:
     return _route("POST", path, summary, handler)
 
 
+def UPLOAD(path: str, summary: str, handler: Handler, query: type[BaseModel]) -> Route:
+    """A POST whose body is a tar stream and whose options are its query string."""
+    return replace(_route("POST", path, summary, handler), query=query)
+
+
 ROUTES: tuple[Route, ...] = (
     GET("/status", "Appliance status at a glance", get_status),
     GET("/system/info", "Hardware: GPUs, CPU, memory, disk", get_system_info),
@@ -444,6 +529,12 @@ ROUTES: tuple[Route, ...] = (
     POST("/models/{name}/remove", "Remove a name (gc frees the space)", post_remove),
     GET("/jobs/{id}", "Progress of a pull or push", get_job),
     GET("/datasets", "Training datasets", get_datasets),
+    UPLOAD(
+        "/uploads",
+        "Stage a file or tree (a tar stream) for pull, import or generate",
+        post_upload,
+        UploadRequest,
+    ),
     POST("/datasets/import", "Validate a messages JSONL file, then keep it", post_dataset_import),
     GET("/datasets/{name}", "One dataset", get_dataset),
     POST(

@@ -1,5 +1,6 @@
 """bootlabd's HTTP server: the systemd-passed socket (or one it binds itself), one thread per
-connection, JSON in and out, and errors as {error, hint, code} — never a traceback."""
+connection, JSON in and out (uploads in: a tar stream), and errors as {error, hint, code} —
+never a traceback."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -26,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 from bootlab import journal
 from bootlab.api import ErrorBody
 from bootlab.daemon import openapi
-from bootlab.daemon.routes import CALLER_UID, ROUTES, Context, Route
+from bootlab.daemon.body import Body, BodyError
+from bootlab.daemon.routes import CALLER_UID, ROUTES, Context, Route, Streamed
 from bootlab.errors import BootlabError, Exit
 from bootlab.paths import Paths
 
@@ -74,6 +77,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         started = time.monotonic()
         status = 500
+        self._reader: Body | None = None
         try:
             status = self._serve(method)
         except Exception:  # a bug: logged with its traceback, answered without it
@@ -82,6 +86,8 @@ class Handler(BaseHTTPRequestHandler):
                 500, "internal error in bootlabd", "see: journalctl -u bootlabd", Exit.SOFTWARE
             )
         finally:
+            if self._unread_body():
+                self.close_connection = True
             # Method and path only: bodies carry passwords.
             log.debug(
                 "%s %s -> %d in %.1f ms",
@@ -100,16 +106,18 @@ class Handler(BaseHTTPRequestHandler):
                 "sudo usermod -aG bootlab USER",
                 77,
             )
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/openapi.json" and method == "GET":
             return self._send(200, self.server.openapi)
         try:
             route, params = self._route(method, path)
-            body = self._body(route)
+            body = self._body(route, query)
             # Handlers that act on the caller's behalf (local imports) check who asks.
             result = route.handler(self.server.context, {**params, CALLER_UID: str(uid)}, body)
         except _RequestError as error:
             return self._error(error.status, error.message, error.hint, 2)
+        except BodyError as error:
+            return self._error(error.status, error.message, None, Exit.USAGE)
         except BootlabError as error:
             # The CLI's exit code travels in the body; the HTTP status says the kind.
             status = Exit.http_for(error.exit_code)
@@ -134,15 +142,16 @@ class Handler(BaseHTTPRequestHandler):
             raise _RequestError(405, f"{method} is not allowed on {path}")
         raise _RequestError(404, f"no such API path: {path}", "GET /openapi.json lists them")
 
-    def _body(self, route: Route) -> BaseModel | None:
-        length_header = self.headers.get("Content-Length")
-        try:
-            length = int(length_header or 0)
-        except ValueError:
-            raise _RequestError(400, "Content-Length is not a number") from None
-        if length < 0 or length > MAX_BODY:
-            raise _RequestError(413, f"the body must be at most {MAX_BODY} bytes")
-        raw = self.rfile.read(length) if length else b""
+    def _body(self, route: Route, query: str) -> BaseModel | Streamed | None:
+        if route.stream:
+            # An upload: its options in the query, the body read by the handler as it comes.
+            assert route.body is not None
+            fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+            options = _validated(route.body, fields)
+            self._reader = Body.of(self.headers, self.rfile, limit=None)
+            return Streamed(options, self._reader)
+        self._reader = Body.of(self.headers, self.rfile, limit=MAX_BODY)
+        raw = self._reader.read()
         if route.body is None:
             if raw.strip() not in (b"", b"{}", b"null"):
                 raise _RequestError(400, f"{route.method} {route.path} takes no body")
@@ -151,14 +160,15 @@ class Handler(BaseHTTPRequestHandler):
             data = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise _RequestError(400, "the body is not valid JSON") from None
-        try:
-            return route.body.model_validate(data)
-        except ValidationError as error:
-            problems = []
-            for item in error.errors(include_input=False, include_url=False):
-                where = ".".join(str(part) for part in item["loc"]) or "body"
-                problems.append(f"{where}: {item['msg']}")
-            raise _RequestError(422, "invalid request body: " + "; ".join(problems)) from None
+        return _validated(route.body, data)
+
+    def _unread_body(self) -> bool:
+        """Whether part of the body is still on the socket (then no next request can be
+        read from this connection)."""
+        if self._reader is not None:
+            return not self._reader.finished
+        announced = self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length")
+        return announced not in (None, "", "0")
 
     def _peer(self) -> tuple[int, int, int]:
         raw = self.connection.getsockopt(
@@ -182,6 +192,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)  # requests are logged in _dispatch, without bodies
+
+
+def _validated(model: type[BaseModel], data: Any) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in item["loc"]) or "body"
+            problems.append(f"{where}: {item['msg']}")
+        raise _RequestError(422, "invalid request body: " + "; ".join(problems)) from None
 
 
 class _RequestError(Exception):
@@ -228,8 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every status request runs systemctl: its command lines are noise unless debugging.
     logging.getLogger("bootlab.run").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     paths = Paths.from_env()
+    context = Context(paths)
+    context.uploads.clear()  # what an earlier daemon staged, no request can name now
     try:
-        server = Server(_listener(paths, args.socket), Context(paths))
+        server = Server(_listener(paths, args.socket), context)
     except (OSError, BootlabError) as error:
         log.error("cannot listen: %s", error)
         return Exit.ERROR

@@ -1,6 +1,7 @@
 """`bootlab data generate` as the daemon runs it: the teacher (the endpoint asked for, or the
-model bootlab-serve serves now), the taxonomy's leaves, and the work that turns them into
-datasets NAME-knowledge and NAME-skills."""
+model bootlab-serve serves now), the taxonomy's leaves (in the tree the CLI uploaded, git
+history included, so git reads root's own files), and the work that turns them into datasets
+NAME-knowledge and NAME-skills."""
 
 from __future__ import annotations
 
@@ -20,16 +21,14 @@ from bootlab.workload import state
 Work = Callable[[Progress], list[datasets.Dataset]]
 
 
-def teacher(
-    paths: Paths, endpoint: str | None, model: str | None, api_key_file: str | None
-) -> Teacher:
-    """The endpoint asked for, or the model bootlab-serve serves now (with its API key)."""
+def teacher(paths: Paths, endpoint: str | None, model: str | None, key: str | None) -> Teacher:
+    """The endpoint asked for, or the model bootlab-serve serves now; with the key the
+    client read (--api-key-file), else for what is served serve.api_key_file's."""
     settings = config.load(paths)
-    key_file = api_key_file or (None if endpoint else settings.serve.api_key_file)
-    key = None
-    if key_file:
-        setting = "--api-key-file" if api_key_file else "serve.api_key_file"
-        key = read_api_key(key_file, setting=setting, exit_code=Exit.USAGE)
+    if key is None and not endpoint and settings.serve.api_key_file:
+        key = read_api_key(
+            settings.serve.api_key_file, setting="serve.api_key_file", exit_code=Exit.USAGE
+        )
     if endpoint:
         if not model:
             raise die("--endpoint needs --model: the teacher's model name", exit_code=Exit.USAGE)
@@ -43,15 +42,6 @@ def teacher(
             exit_code=Exit.NOT_CONFIGURED,
         )
     return Teacher(served.endpoint, model or served.model, key)
-
-
-def taxonomy_dir(text: str) -> Path:
-    """The taxonomy the request names: a path on this machine, absolute (the daemon's working
-    directory is no one's)."""
-    source = Path(text)
-    if not source.is_absolute():
-        raise die(f"'{text}' is not an absolute path", exit_code=Exit.USAGE)
-    return source
 
 
 def plan(

@@ -44,13 +44,14 @@ def check_digest(digest: str) -> str:
     return digest
 
 
-def safe_relative(name: str, *, where: str) -> PurePosixPath:
-    """A path inside a model directory: relative, without '..', not empty."""
+def safe_relative(name: str, *, where: str, within: str = "the model directory") -> PurePosixPath:
+    """A path inside a model directory (or `within` another): relative, without '..', not
+    empty."""
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if not parts or "\0" in name or name.startswith("/") or ".." in parts:
         raise die(
-            f"{where}: refusing the path '{name}': it would land outside the model directory",
-            hint="the model image is malformed or malicious; do not use it",
+            f"{where}: refusing the path '{name}': it would land outside {within}",
+            hint="the archive is malformed or malicious; do not use it",
             exit_code=Exit.CORRUPT,
         )
     return PurePosixPath(*parts)

@@ -13,7 +13,7 @@ from bootlab.errors import Exit, die
 from bootlab.paths import Paths
 from bootlab.run import run
 from bootlab.systemd_bus import Systemd, UnitState
-from bootlab.workload import state
+from bootlab.workload import desired, state
 from bootlab.workload.state import WORKLOADS, ServeState, TrainingState, Workload
 
 __all__ = [
@@ -95,8 +95,11 @@ def start(workload: Workload, paths: Paths, changes: dict[str, Any] | None = Non
     return after
 
 
-def stop(workload: Workload) -> UnitState:
+def stop(workload: Workload, paths: Paths) -> UnitState:
+    """Stop the unit; the admin wants the appliance idle now, even if the unit had already
+    failed (its entrypoint could not say so)."""
     unit = unit_of(workload)
     with _serialized:
+        desired.want(paths, "idle")
         run(["systemctl", "stop", unit], capture=True, timeout=TIMEOUT_S, what=f"stopping {unit}")
         return unit_state(workload)

@@ -1,5 +1,7 @@
-"""Local models: a directory (or one file, e.g. a GGUF) on this machine, imported into the
-store by reflink where the filesystem can (no second copy), else copied."""
+"""Local models: a directory (or one file, e.g. a GGUF) that is bootlabd's own, such as one
+the CLI uploaded (read by the CLI with the user's rights) or a finished training job's,
+imported into the store: moved where the store is on the same filesystem, else cloned
+(reflink) or copied."""
 
 from __future__ import annotations
 
@@ -11,48 +13,22 @@ from bootlab.store.fetch import Progress
 from bootlab.store.layout import FileEntry, ModelRecord, Store
 
 
-def _in_private_tmp(path: Path) -> bool:
-    """A path under /tmp or /var/tmp, asked of a process that systemd started (bootlabd):
-    the user's file is there, but in another mount namespace than ours."""
-    under_systemd = bool(os.environ.get("INVOCATION_ID"))
-    private = ("/tmp", "/var/tmp")  # noqa: S108 - compared with, never written to
-    return under_systemd and any(path.is_relative_to(tmp) for tmp in private)
-
-
 def pull(
-    text: str, name: str, store: Store, *, progress: Progress, move: bool = False
+    text: str,
+    name: str,
+    store: Store,
+    *,
+    progress: Progress,
+    move: bool = False,
+    origin: str | None = None,
 ) -> ModelRecord:
     """Import a local model; `move` hands its files to the store (a directory made only to
-    be published, such as a finished training job's), else they are cloned or copied."""
+    be published), else they are cloned or copied. `origin` names it in the record (the
+    user's path of an upload); default: where it is."""
     source = Path(text.removeprefix("file://"))
-    if not source.is_absolute():
-        raise die(
-            f"'{text}' is not an absolute path",
-            hint="give the model's directory or file as an absolute path",
-            exit_code=Exit.USAGE,
-        )
-    if not source.exists():
-        if _in_private_tmp(source):
-            raise die(
-                f"bootlab cannot see {source}: its services have a /tmp and /var/tmp of their "
-                "own (systemd's PrivateTmp=)",
-                hint="move the model out of /tmp, e.g. into your home directory or "
-                "/var/lib/bootlab, and pull it from there",
-                exit_code=Exit.USAGE,
-            )
-        raise die(
-            f"'{text}' is neither a model reference nor a path that exists",
-            hint="use docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV], or a "
-            "local directory or file",
-            exit_code=Exit.USAGE,
-        )
+    if not source.is_absolute() or not source.exists():
+        raise die(f"'{text}' is no absolute path that exists", exit_code=Exit.USAGE)
     root = source.resolve()
-    if len(root.parts) <= 2 and root.is_dir():
-        raise die(
-            f"refusing to import {root}: that is a system directory, not a model",
-            hint="give the model's own directory",
-            exit_code=Exit.USAGE,
-        )
     if root.is_file():
         chosen = {root.name: root}
     else:
@@ -65,16 +41,22 @@ def pull(
                     exit_code=Exit.CORRUPT,
                 )
             if path.is_file():
-                chosen[str(path.relative_to(root))] = path
+                chosen[str(path.relative_to(root))] = path.resolve()  # a link is no blob
             elif not path.is_dir():
                 raise die(f"{path} is not a regular file", exit_code=Exit.CORRUPT)
-    progress.total = sum(path.stat().st_size for path in chosen.values())
-    entries: dict[str, FileEntry] = {}
-    for relative, path in chosen.items():
+    for path in chosen.values():
         if not os.access(path, os.R_OK):
             raise die(f"cannot read {path}", hint="check its permissions", exit_code=Exit.ERROR)
-        entry = store.ingest(path, move=move)
-        entries[relative] = entry
-        progress.add(entry.size, fetched=True)
+    progress.total = sum(path.stat().st_size for path in chosen.values())
+    store.ensure()
+    # A rename cannot cross filesystems (the store may have a disk of its own).
+    move = move and os.stat(root).st_dev == os.stat(store.blobs).st_dev
+    entries: dict[str, FileEntry] = {}
+    ingested: dict[Path, FileEntry] = {}
+    for relative, path in chosen.items():
+        if path not in ingested:
+            ingested[path] = store.ingest(path, move=move)
+        entries[relative] = ingested[path]
+        progress.add(entries[relative].size, fetched=True)
     with store.locked(name):
-        return store.publish(name, entries, source=f"file://{root}", manifest=None)
+        return store.publish(name, entries, source=f"file://{origin or root}", manifest=None)
