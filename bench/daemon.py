@@ -7,8 +7,13 @@ Prints one JSON object as its last stdout line:
 - `status_p99_ms`: p99 of 300 `GET /v1/status` through the socket, goal < 10;
 - `cli_status_ms`: `bootlab status` as a new process (median of 10), goal < 250;
 - `python_baseline_ms`: `python3 -c pass` in the same container (median of 10), the floor
-  the CLI numbers compare against on this noisy machine.
-`--quick` takes 2, 50 and 3 samples instead.
+  the CLI numbers compare against on this noisy machine;
+- `ratio`, `spread`, `control`: `bootlab status` (a new process, as an admin runs it) of this
+  tree over the same command of the appliance as it was before the issue-15 refactor
+  (BASELINE, its `appliance/bootlab` from git, laid over the image's with PYTHONPATH for the
+  daemon and the CLI alike), interleaved round by round in the same container;
+  `vs_baseline` has that ratio for each figure above (≤ 1: no worse than before).
+`--quick` takes 2, 50 and 3 samples and 2 rounds instead.
 
 Usage: python -m bench.daemon [--quick] [IMAGE]   (default: the dev image the tests build)
 """
@@ -16,17 +21,27 @@ Usage: python -m bench.daemon [--quick] [IMAGE]   (default: the dev image the te
 from __future__ import annotations
 
 import json
+import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import harness
+from bench.harness import A
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"ready_ms": 300, "idle_rss_mb": 60, "status_p99_ms": 10, "cli_status_ms": 250}
 SAMPLES = {"ready": 5, "warm": 30, "status": 300, "process": 10}
 QUICK = {"ready": 2, "warm": 5, "status": 50, "process": 3}
+ROUNDS, QUICK_ROUNDS = 5, 2
+# The last commit before the refactor of issue 15 (cli/ and workload/ packages, one exit-code
+# table): the daemon figures must be no worse than this tree's.
+BASELINE = "d09056e"
+BASELINE_DIR = "/opt/bootlab-baseline"
+DROP_IN = "/run/systemd/system/bootlabd.service.d/50-bench-baseline.conf"
+FIGURES = ("ready_ms", "idle_rss_mb", "status_p99_ms", "status_p50_ms", "cli_status_ms")
 
 # Runs inside the booted image, with the appliance's own Python.
 MEASURE = """
@@ -93,11 +108,46 @@ def measure(bench: harness.Bench, image: str) -> dict[str, object]:
             sys.exit("the image did not boot within 120 s")
         time.sleep(0.5)
     bench.note("booted; measuring inside the container")
+    unpack = f"mkdir -p {BASELINE_DIR} && tar -x -C {BASELINE_DIR}"
+    bench.call(
+        [
+            "sh",
+            "-c",
+            f"git -C {ROOT} archive {BASELINE} appliance/bootlab"
+            f" | podman exec -i {name} sh -c {shlex.quote(unpack)}",
+        ]
+    )
     samples = json.dumps(QUICK if bench.quick else SAMPLES)
     python = "/usr/lib/bootlab/venv/bin/python"
-    result: dict[str, Any] = json.loads(
-        podman("exec", "-i", name, python, "-", samples, stdin=MEASURE).strip().splitlines()[-1]
-    )
+    found: dict[str, list[dict[str, Any]]] = {}
+
+    def once(side: str, _: int) -> float:
+        """One round of every figure, by the baseline appliance (A) or this tree's (B)."""
+        baseline = side == A
+        setup = (
+            f"mkdir -p {Path(DROP_IN).parent} && printf '[Service]\\nEnvironment="
+            f"PYTHONPATH={BASELINE_DIR}/appliance\\n' > {DROP_IN}"
+            if baseline
+            else f"rm -f {DROP_IN}"
+        )
+        podman("exec", name, "sh", "-c", f"{setup} && systemctl daemon-reload")
+        env = ["--env", f"PYTHONPATH={BASELINE_DIR}/appliance"] if baseline else []
+        said = podman("exec", "-i", *env, name, python, "-", samples, stdin=MEASURE)
+        figures: dict[str, Any] = json.loads(said.strip().splitlines()[-1])
+        found.setdefault(side, []).append(figures)
+        return float(figures["cli_status_ms"])
+
+    rounds = QUICK_ROUNDS if bench.quick else ROUNDS
+    interleaved = bench.interleave(rounds, once, quiet_s=5)
+    ours, before = found[harness.B], found[A]
+    result = {
+        key: statistics.median(r[key] for r in ours) for key in (*FIGURES, "python_baseline_ms")
+    }
+    result["vs_baseline"] = {
+        key: round(result[key] / statistics.median(r[key] for r in before), 3) for key in FIGURES
+    }
+    result["baseline"] = BASELINE
+    result.update(interleaved.figures())
     result["goals"] = GOALS
     result["met"] = all(result[key] < goal for key, goal in GOALS.items())
     return result
