@@ -111,6 +111,8 @@ def _view(service: units.Service) -> ServiceState:
     """The unit as systemd says (since: seconds, not µs), with what is served, if anything."""
     unit = asdict(service.unit)
     since_us = unit.pop("since_us")
+    unit["job"] = unit["job"] or None
+    active_enter_us = unit.pop("active_enter_us")
     served = service.serving
     shown = served.model_dump(include={"model", "backend", "endpoint"}) if served else {}
     return ServiceState(
@@ -118,8 +120,10 @@ def _view(service: units.Service) -> ServiceState:
         **unit,
         **shown,
         since=since_us / 1e6 if since_us else None,
+        active_enter=active_enter_us / 1e6 if active_enter_us else None,
         ready_at=served.ready if served else None,
         training=service.training,
+        failure=service.failure,
     )
 
 
@@ -217,9 +221,9 @@ def post_service_start(
     return _view(units.describe(workload, context.paths, started))
 
 
-def post_service_stop(_: Context, params: dict[str, str], __: None) -> ServiceState:
+def post_service_stop(context: Context, params: dict[str, str], __: None) -> ServiceState:
     workload = cast(units.Workload, params["workload"])
-    return _view(units.Service(workload, units.stop(workload)))
+    return _view(units.describe(workload, context.paths, units.stop(workload)))
 
 
 # Models --------------------------------------------------------------------------------------
@@ -435,7 +439,8 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
         "/v1/services/{workload}/start",
-        "Start serve or train (stops the other)",
+        "Start serve or train (stops the other): answers at once, with the start's job; "
+        "poll the state until the job ends",
         post_service_start,
         ServiceState,
         StartRequest,
@@ -444,7 +449,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
         "/v1/services/{workload}/stop",
-        "Stop serve or train",
+        "Stop serve or train: answers at once, with the stop's job",
         post_service_stop,
         ServiceState,
         parameters=_WORKLOAD,
