@@ -108,18 +108,7 @@ class Systemd:
         assert self._lib is not None
         error = _BusError()
         reply = ctypes.c_void_p()
-        result = self._lib.sd_bus_call_method(
-            bus,
-            _SYSTEMD,
-            b"/org/freedesktop/systemd1",
-            b"org.freedesktop.systemd1.Manager",
-            method,
-            ctypes.byref(error),
-            ctypes.byref(reply),
-            b"ss",
-            name.encode(),
-            b"replace",
-        )
+        result = self._manager(bus, method, error, reply, b"ss", name.encode(), b"replace")
         try:
             action = "start" if method == b"StartUnit" else "stop"
             self._raise_bus_error(result, error, method, refused=f"cannot {action} {name}")
@@ -216,22 +205,37 @@ class Systemd:
         finally:
             self._lib.sd_bus_message_unref(reply)
 
+    def _manager(
+        self,
+        bus: ctypes.c_void_p,
+        method: bytes,
+        error: _BusError,
+        reply: ctypes.c_void_p,
+        signature: bytes,
+        *arguments: bytes,
+    ) -> int:
+        """Call a method of systemd's Manager object; the reply is the caller's to free."""
+        assert self._lib is not None
+        return int(
+            self._lib.sd_bus_call_method(
+                bus,
+                _SYSTEMD,
+                b"/org/freedesktop/systemd1",
+                b"org.freedesktop.systemd1.Manager",
+                method,
+                ctypes.byref(error),
+                ctypes.byref(reply),
+                signature,
+                *arguments,
+            )
+        )
+
     def _loaded(self, bus: ctypes.c_void_p, name: str) -> bool:
         """Manager.GetUnit answers NoSuchUnit for a unit systemd has not loaded."""
         assert self._lib is not None
         error = _BusError()
         reply = ctypes.c_void_p()
-        result = self._lib.sd_bus_call_method(
-            bus,
-            _SYSTEMD,
-            b"/org/freedesktop/systemd1",
-            b"org.freedesktop.systemd1.Manager",
-            b"GetUnit",
-            ctypes.byref(error),
-            ctypes.byref(reply),
-            b"s",
-            name.encode(),
-        )
+        result = self._manager(bus, b"GetUnit", error, reply, b"s", name.encode())
         self._lib.sd_bus_message_unref(reply)
         if result < 0 and error.name == b"org.freedesktop.systemd1.NoSuchUnit":
             self._lib.sd_bus_error_free(ctypes.byref(error))
