@@ -47,6 +47,7 @@ http.server.HTTPServer((args["--host"], int(args["--port"])), Models).serve_fore
 """
 
 SHADOW = "/var/lib/bootlab-slow-backend"
+STAGE = "/root/waits"  # not /tmp: bootlabd has a /tmp of its own (PrivateTmp=)
 SERVE_DROP_IN = "/run/systemd/system/bootlab-serve.service.d/slow-backend.conf"
 TRAIN_DROP_IN = "/run/systemd/system/bootlab-train.service.d/short-stop.conf"
 
@@ -90,10 +91,10 @@ def _unit(guest: Guest, unit: str, *properties: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def models(guest: Guest) -> None:
     hf, gguf = tiny_model()
-    _put(guest, hf, "/tmp/tiny")
-    _put(guest, gguf, "/tmp/tiny")
-    guest.ssh("bootlab model pull /tmp/tiny/hf --name tiny")
-    guest.ssh("bootlab model pull /tmp/tiny/tiny.gguf --name tiny-gguf")
+    _put(guest, hf, STAGE)
+    _put(guest, gguf, STAGE)
+    guest.ssh(f"bootlab model pull {STAGE}/hf --name tiny")
+    guest.ssh(f"bootlab model pull {STAGE}/tiny.gguf --name tiny-gguf")
     guest.ssh("cat > /etc/bootlab/config.yaml", input_text=CONFIG)
 
 
@@ -134,8 +135,8 @@ def test_train_stop_waits_for_a_checkpoint_past_two_minutes(
     controllers = guest.ssh("cat /sys/fs/cgroup/cgroup.controllers").stdout
     assert "io" in controllers.split(), f"no io controller in the guest: {controllers}"
     data = write(tmp_path / "knowledge.jsonl", "knowledge", 256)
-    guest.ssh("cat > /tmp/knowledge.jsonl", input_text=data.read_text())
-    guest.ssh("bootlab data import /tmp/knowledge.jsonl --name knowledge")
+    guest.ssh(f"cat > {STAGE}/knowledge.jsonl", input_text=data.read_text())
+    guest.ssh(f"bootlab data import {STAGE}/knowledge.jsonl --name knowledge")
     # Shorter than the throttled checkpoint takes: only the supervisor's extensions let
     # the stop finish well.
     guest.ssh(
