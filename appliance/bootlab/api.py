@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bootlab.config import Config
 from bootlab.sysinfo import SystemInfo
-from bootlab.workload.state import TrainingState, Workload
+from bootlab.workload.state import Failure, TrainingState, Workload
 
 API_VERSION = "v1"
 
@@ -35,6 +35,20 @@ class ServiceState(_Body):
     main_pid: int
     result: str
     since: float | None = Field(description="Seconds since the epoch of the last change.")
+    active_enter: float | None = Field(
+        None, description="When the unit last became active (for these units: READY)."
+    )
+    status: str = Field(
+        "", description="What the service says of itself (systemd's StatusText): loading, step."
+    )
+    job: int | None = Field(
+        None,
+        description="The systemd job queued or running for the unit (a start or a stop); "
+        "a start or stop answers at once, and its job ends when the unit is ready or stopped.",
+    )
+    failure: Failure | None = Field(
+        None, description="Why the last start was refused or failed, until the next start."
+    )
     model: str | None = Field(None, description="What is served (serve, once it answers).")
     backend: str | None = None
     endpoint: str | None = Field(None, description="The OpenAI API base URL clients use.")

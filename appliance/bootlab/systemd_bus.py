@@ -1,6 +1,8 @@
 """Unit state straight from systemd over its private D-Bus socket, through libsystemd's
 sd-bus: a status read then costs a round trip of microseconds, not a systemctl process.
-(Starting and stopping still go through systemctl, whose blocking job semantics we want.)"""
+Starting and stopping queue a job (StartUnit/StopUnit, like `systemctl --no-block`) and
+answer its id at once: a unit may take as long as its own timeouts allow, and whoever asked
+watches the unit's job and state, not a connection held open for minutes."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from bootlab.errors import die
+from bootlab.errors import Exit, die
 
 PRIVATE_SOCKET = b"unix:path=/run/systemd/private"  # what systemctl uses as root
 _SYSTEMD = b"org.freedesktop.systemd1"
@@ -33,6 +35,9 @@ class UnitState:
     main_pid: int
     result: str  # success, exit-code, start-limit-hit, ... (why it last stopped)
     since_us: int  # when it entered its current state, µs since the epoch (0: never)
+    active_enter_us: int = 0  # when it last became active (Type=notify: READY), 0: never
+    status: str = ""  # what the service says of itself (sd_notify STATUS=), "" if nothing
+    job: int = 0  # the job queued or running for it (a start, a stop), 0 when none
 
 
 def _library() -> ctypes.CDLL:
@@ -56,6 +61,10 @@ def _library() -> ctypes.CDLL:
     lib.sd_bus_call_method.argtypes = [*call, ctypes.POINTER(pointer), text]
     lib.sd_bus_message_unref.argtypes = [pointer]
     lib.sd_bus_message_unref.restype = pointer
+    # A property of any type, as a message to read; then read with its signature (variadic
+    # after it: pointers to the values, which live as long as the message).
+    lib.sd_bus_get_property.argtypes = [*call, ctypes.POINTER(pointer), text]
+    lib.sd_bus_message_read.argtypes = [pointer, text]
     return lib
 
 
@@ -77,6 +86,40 @@ class Systemd:
             except OSError:
                 self._close()  # one retry on a fresh connection (systemd re-executed, say)
                 return self._read(name)
+
+    def start(self, name: str) -> int:
+        """Queue a start job (mode replace, as systemctl's default) and return its id."""
+        return self._job(b"StartUnit", name)
+
+    def stop(self, name: str) -> int:
+        return self._job(b"StopUnit", name)
+
+    def _job(self, method: bytes, name: str) -> int:
+        with self._lock:
+            try:
+                return self._enqueue(method, name)
+            except OSError:
+                # Queuing twice is harmless: a job of the same type on the same unit merges.
+                self._close()
+                return self._enqueue(method, name)
+
+    def _enqueue(self, method: bytes, name: str) -> int:
+        bus = self._connect()
+        assert self._lib is not None
+        error = _BusError()
+        reply = ctypes.c_void_p()
+        result = self._manager(bus, method, error, reply, b"ss", name.encode(), b"replace")
+        try:
+            action = "start" if method == b"StartUnit" else "stop"
+            self._raise_bus_error(result, error, method, refused=f"cannot {action} {name}")
+            job_path = ctypes.c_char_p()
+            self._check(
+                self._lib.sd_bus_message_read(reply, b"o", ctypes.byref(job_path)),
+                "reading the job of " + method.decode(),
+            )
+            return _job_id(job_path.value or b"")
+        finally:
+            self._lib.sd_bus_message_unref(reply)
 
     def _connect(self) -> ctypes.c_void_p:
         if self._bus is not None:
@@ -135,6 +178,56 @@ class Systemd:
             result=self._string(bus, path, _SERVICE, b"Result"),
             main_pid=self._trivial(bus, path, _SERVICE, b"MainPID", kind=b"u"),
             since_us=self._trivial(bus, path, _UNIT, b"StateChangeTimestamp", kind=b"t"),
+            active_enter_us=self._trivial(bus, path, _UNIT, b"ActiveEnterTimestamp", kind=b"t"),
+            status=self._string(bus, path, _SERVICE, b"StatusText"),
+            job=self._pending_job(bus, path),
+        )
+
+    def _pending_job(self, bus: ctypes.c_void_p, path: bytes) -> int:
+        """The unit's Job property, a (id, object path) pair: (0, "/") when none."""
+        assert self._lib is not None
+        error = _BusError()
+        reply = ctypes.c_void_p()
+        result = self._lib.sd_bus_get_property(
+            bus, _SYSTEMD, path, _UNIT, b"Job", ctypes.byref(error), ctypes.byref(reply), b"(uo)"
+        )
+        try:
+            self._raise_bus_error(result, error, b"Job")
+            job_id = ctypes.c_uint32()
+            job_path = ctypes.c_char_p()
+            self._check(
+                self._lib.sd_bus_message_read(
+                    reply, b"(uo)", ctypes.byref(job_id), ctypes.byref(job_path)
+                ),
+                "reading the unit's Job",
+            )
+            return int(job_id.value)
+        finally:
+            self._lib.sd_bus_message_unref(reply)
+
+    def _manager(
+        self,
+        bus: ctypes.c_void_p,
+        method: bytes,
+        error: _BusError,
+        reply: ctypes.c_void_p,
+        signature: bytes,
+        *arguments: bytes,
+    ) -> int:
+        """Call a method of systemd's Manager object; the reply is the caller's to free."""
+        assert self._lib is not None
+        return int(
+            self._lib.sd_bus_call_method(
+                bus,
+                _SYSTEMD,
+                b"/org/freedesktop/systemd1",
+                b"org.freedesktop.systemd1.Manager",
+                method,
+                ctypes.byref(error),
+                ctypes.byref(reply),
+                signature,
+                *arguments,
+            )
         )
 
     def _loaded(self, bus: ctypes.c_void_p, name: str) -> bool:
@@ -142,17 +235,7 @@ class Systemd:
         assert self._lib is not None
         error = _BusError()
         reply = ctypes.c_void_p()
-        result = self._lib.sd_bus_call_method(
-            bus,
-            _SYSTEMD,
-            b"/org/freedesktop/systemd1",
-            b"org.freedesktop.systemd1.Manager",
-            b"GetUnit",
-            ctypes.byref(error),
-            ctypes.byref(reply),
-            b"s",
-            name.encode(),
-        )
+        result = self._manager(bus, b"GetUnit", error, reply, b"s", name.encode())
         self._lib.sd_bus_message_unref(reply)
         if result < 0 and error.name == b"org.freedesktop.systemd1.NoSuchUnit":
             self._lib.sd_bus_error_free(ctypes.byref(error))
@@ -191,7 +274,9 @@ class Systemd:
         self._raise_bus_error(result, error, member)
         return int(value.value)
 
-    def _raise_bus_error(self, result: int, error: _BusError, member: bytes) -> None:
+    def _raise_bus_error(
+        self, result: int, error: _BusError, member: bytes, refused: str | None = None
+    ) -> None:
         if result >= 0:
             return
         assert self._lib is not None
@@ -200,8 +285,21 @@ class Systemd:
         # A broken connection is an OSError, retried once; a refusal is an answer.
         if -result in (32, 104, 107):  # EPIPE, ECONNRESET, ENOTCONN
             raise OSError(-result, detail)
-        raise die(f"systemd did not answer {member.decode()}: {detail or f'errno {-result}'}")
+        reason = detail or f"errno {-result}"
+        if refused is not None:  # systemd's own words: masked, not found, a bad transaction
+            raise die(
+                f"{refused}: {reason}",
+                hint="see systemctl status " + refused.rsplit(" ", 1)[-1],
+                exit_code=Exit.CONFLICT,
+            )
+        raise die(f"systemd did not answer {member.decode()}: {reason}")
 
     def _check(self, result: int, what: str) -> None:
         if result < 0:
             raise die(f"{what} failed: errno {-result}")
+
+
+def _job_id(path: bytes) -> int:
+    """/org/freedesktop/systemd1/job/1234 → 1234."""
+    _, _, number = path.decode().rpartition("/")
+    return int(number) if number.isdigit() else 0

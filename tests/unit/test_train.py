@@ -17,7 +17,7 @@ from bootlab.store.fetch import Progress
 from bootlab.store.layout import model_store
 from bootlab.store.sources import local
 from bootlab.sysinfo import Gpu, SystemInfo, probe
-from bootlab.train import estimate, preflight
+from bootlab.train import estimate, preflight, supervise
 from bootlab.train.batching import epoch_order, micro_batches, split
 from bootlab.train.checkpoint import CheckpointError, Checkpoints
 from bootlab.train.plan import Plan
@@ -380,6 +380,51 @@ def test_the_status_file_is_what_the_daemon_reads(appliance: Paths) -> None:
     read = TrainingState.model_validate_json(state.train_file(appliance).read_bytes())
     assert (read.job, read.state, read.device) == (plan.job, "running", where)
     assert read.progress is not None and read.progress.step == 3
+
+
+def test_a_stop_says_it_saves_a_checkpoint_and_extends_the_timeout_while_it_grows(
+    appliance: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bootlab train stop` shows these lines while it waits; systemd kills the unit at
+    TimeoutStopSec= unless told that the checkpoint is still being written."""
+    said: list[str] = []
+    monkeypatch.setattr(supervise.journal, "notify", said.append)
+    monkeypatch.setattr(supervise, "EXTEND_EVERY_S", 0.0)
+    monkeypatch.setattr(supervise, "_cgroup_written", lambda: 0)  # this test's own cgroup
+    plan = plan_for(appliance, {"model": "tiny", "data": "knowledge", "max_seq_len": 512})
+    relay = Relay(plan, appliance)
+    relay.handle({"event": "ready", "job": plan.job, "samples": [40], "device": "CPU"})
+    relay.handle({"event": "saving", "path": "/c/resume/00-00000004", "phase": 0, "step": 4})
+    assert said[-1] == "STATUS=saving a checkpoint at step 4 (/c/resume/00-00000004)"
+    stop = relay.stop()
+    assert said[-1] == "STATUS=stopping: finishing the step, then saving a checkpoint"
+    relay.handle({"event": "saving", "path": "/c/resume/00-00000005", "phase": 0, "step": 5})
+    assert said[-1].startswith("STATUS=stopping: saving a checkpoint at step 5")
+    del said[:]
+    stop.tick(heard=False)
+    assert said == []  # nothing written, nothing heard: no extension
+    partial = Path(plan.checkpoints) / "resume" / ".00-00000005.partial"
+    (partial / "model").mkdir(parents=True)
+    (partial / "model" / "model.safetensors").write_bytes(b"\0" * 100)
+    stop.tick(heard=False)
+    assert said == ["EXTEND_TIMEOUT_USEC=120000000"]  # the checkpoint grows
+    stop.tick(heard=False)
+    assert said == ["EXTEND_TIMEOUT_USEC=120000000"]  # it stopped growing
+    stop.tick(heard=True)  # the worker said something: it is alive and working
+    assert said[-1] == "EXTEND_TIMEOUT_USEC=120000000" and len(said) == 2
+    relay.handle({"event": "checkpoint", "path": str(partial), "phase": 0, "step": 5})
+    assert said[-1] == "STATUS=stopping: checkpoint saved at step 5"
+
+
+def test_what_a_stop_counts_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervise, "_cgroup_written", lambda: 7)
+    root = tmp_path / "checkpoints"
+    (root / "resume" / "00-00000002").mkdir(parents=True)
+    (root / "resume" / "00-00000002" / "optimizer.pt").write_bytes(b"x" * 50)  # a whole one
+    partial = root / "candidates" / ".knowledge-e1.partial"
+    partial.mkdir(parents=True)
+    (partial / "model.safetensors").write_bytes(b"x" * 30)
+    assert supervise.written(root) == 30 + 7  # partial files only, and the cgroup's bytes
 
 
 def test_several_processes_on_cpu_shard_the_whole_model(appliance: Paths) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bootlab import journal
 from bootlab.config import Config, Serve
 from bootlab.daemon.routes import _view
 from bootlab.errors import BootlabError, Exit, die
@@ -29,8 +31,9 @@ pytestmark = pytest.mark.unit
 
 # A backend that lists one model on /v1/models, as vLLM and llama-server do once loaded.
 FAKE_BACKEND = """
-import http.server, json, sys
+import http.server, json, sys, time
 name, port = sys.argv[1], int(sys.argv[2])
+time.sleep(float(sys.argv[3]))  # loading
 class Models(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({"data": [{"id": name}]}).encode()
@@ -53,8 +56,12 @@ def _unit(active: str) -> UnitState:
 class FakeBackend:
     name = "fake"
 
+    def __init__(self, loading_s: float = 0.0) -> None:
+        self.loading_s = loading_s
+
     def launch(self, target: Target) -> Launch:
-        argv = (sys.executable, "-c", FAKE_BACKEND, target.name, str(target.serve.port))
+        port = str(target.serve.port)
+        argv = (sys.executable, "-c", FAKE_BACKEND, target.name, port, str(self.loading_s))
         return Launch(argv, {})
 
 
@@ -117,6 +124,41 @@ def test_what_the_serve_supervisor_writes_the_api_shows(paths: Paths, signals: N
     assert not state.serve_file(paths).exists()  # gone with the backend
     with pytest.raises(ProcessLookupError):
         os.kill(backend_pid, 0)  # stopped and reaped
+
+
+def test_a_loading_backend_says_how_long_it_has_taken_then_ready(
+    paths: Paths, signals: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `bootlab serve start` and `systemctl status` show while a model loads: STATUS=
+    with the seconds so far, then READY; a stop says that the backend finishes its work."""
+    said: list[str] = []
+    monkeypatch.setattr(journal, "notify", said.append)
+    monkeypatch.setattr(supervise, "STATUS_EVERY_S", 0.5)
+    serve = Serve(port=free_port(), ready_timeout_s=60)
+    target = Target(sys.executable, paths.state, "tiny", serve, gpus=0, api_key=None)
+
+    def stop_once_ready() -> None:
+        while not any(line.startswith("READY=1") for line in said):
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_ready, daemon=True)
+    stopper.start()
+    with open(paths.root / "gpu.lock", "w") as lock:
+        assert supervise.supervise(FakeBackend(2.0), target, paths, lock.fileno()) == Exit.OK
+    stopper.join()
+    ready = next(i for i, line in enumerate(said) if line.startswith("READY=1"))
+    loading = said[:ready]
+    assert loading[0] == "STATUS=loading tiny with fake"
+    timed = [
+        re.fullmatch(r"STATUS=loading tiny with fake, (\d+) s \(at most 60 s\)", line)
+        for line in loading[1:]
+    ]
+    seconds = [int(match.group(1)) for match in timed if match]
+    assert len(seconds) == len(loading) - 1 >= 2  # every half second here, every 5 s in the unit
+    assert seconds == sorted(seconds) and seconds[-1] >= 1
+    assert said[ready].endswith(f"serving tiny with fake at http://127.0.0.1:{serve.port}/v1")
+    assert said[-1] == "STOPPING=1\nSTATUS=stopping: fake finishes its requests (up to 60 s)"
 
 
 def test_a_state_file_with_a_key_the_api_lacks_is_refused(paths: Paths) -> None:

@@ -8,12 +8,13 @@ import argparse
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from bootlab.cli.calls import ask
 from bootlab.cli.command import Arg, Command, Kind, Shown, command
 from bootlab.cli.output import ago, service_line, table, training_line
-from bootlab.errors import Exit, die
+from bootlab.errors import BootlabError, Exit, die
 from bootlab.paths import Paths
 
 if TYPE_CHECKING:
@@ -24,16 +25,117 @@ def cmd_service(args: argparse.Namespace, paths: Paths) -> Shown[ServiceState]:
     workload = args.workload
     if args.action == "status":
         state = ask(paths, "GET", f"/v1/services/{workload}")
-    elif args.action == "start":
+        return Shown(state, _show_service)
+    if args.action == "start":
         from bootlab.workload import request  # noqa: PLC0415
 
         body = request.body(vars(args), getattr(args, "job", None))
         state = ask(paths, "POST", f"/v1/services/{workload}/start", body)
+    else:
+        state = ask(paths, "POST", f"/v1/services/{workload}/stop")
+    if not args.no_wait:
+        state = wait(
+            args.action,
+            state,
+            lambda: ask(paths, "GET", f"/v1/services/{workload}"),
+            Progress(sys.stderr),
+        )
         if getattr(args, "follow", False):
             state = _follow_training(paths)
-    else:
-        state = ask(paths, "POST", f"/v1/services/{workload}/{args.action}")
     return Shown(state, _show_service)
+
+
+class Progress:
+    """What a unit says while its job runs (its STATUS= text): one live line on a terminal,
+    else a plain line each time the text changes."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.live = stream.isatty()
+        self._shown = ""
+
+    def show(self, state: ServiceState, elapsed_s: float) -> None:
+        if state.status:
+            detail = state.status
+        elif state.active == "inactive":  # queued: the other unit is stopping first
+            detail = "waiting for its turn"
+        else:
+            detail = f"{state.active} ({state.sub})"
+        if self.live:
+            line = f"{state.unit}: {detail} [{elapsed_s:.0f}s]"
+            print(f"\r{line}\x1b[K", end="", file=self.stream, flush=True)
+        elif detail != self._shown:
+            print(f"{state.unit}: {detail}", file=self.stream, flush=True)
+        self._shown = detail
+
+    def end(self) -> None:
+        if self.live and self._shown:
+            print(file=self.stream, flush=True)
+        self._shown = ""
+
+
+POLL_S = 0.5
+
+
+def wait(
+    action: str,
+    asked: ServiceState,
+    read: Callable[[], ServiceState],
+    progress: Progress,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ServiceState:
+    """Wait for the job a start or stop queued (`asked.job`) to end, as systemctl does: for
+    as long as the unit allows (systemd ends the job at the unit's own timeouts), showing
+    what the unit says meanwhile. A start that did not reach READY fails with the unit's
+    reason (the failure file's error and exit code); Ctrl-C stops waiting, not the job."""
+    began = time.monotonic()
+    state = asked
+    try:
+        while asked.job is not None and state.job == asked.job:
+            progress.show(state, time.monotonic() - began)
+            sleep(POLL_S)
+            state = read()
+    except KeyboardInterrupt:
+        progress.end()
+        doing = "starting" if action == "start" else "stopping"
+        undo = f"; `bootlab {asked.workload} stop` cancels it" if action == "start" else ""
+        raise die(
+            f"stopped waiting; {asked.unit} is still {doing} (systemd job {asked.job})",
+            hint=f"`bootlab {asked.workload} status` shows where it is{undo}",
+            exit_code=Exit.INTERRUPTED,
+        ) from None
+    progress.end()
+    return outcome(asked, state) if action == "start" else state
+
+
+def outcome(asked: ServiceState, state: ServiceState) -> ServiceState:
+    """The state a start's job ended in, or why it did not reach READY. A unit that became
+    active during the job started, like systemctl says, even if it stopped since (a
+    training job that had already finished)."""
+    if state.active == "active" or state.active_enter != asked.active_enter:
+        return state
+    unit = state.unit
+    if state.failure is not None:
+        failure = state.failure
+        raise BootlabError(failure.error, failure.hint, failure.code)
+    if state.result == "start-limit-hit":
+        raise die(
+            f"{unit} was started too often in a short time; systemd refuses for now",
+            hint=f"wait a few seconds, or: systemctl reset-failed {unit}",
+            exit_code=Exit.CONFLICT,
+        )
+    if state.active == "inactive" and state.result == "success":
+        raise die(
+            f"the start of {unit} was canceled (a stop, or another start, replaced it)",
+            hint=f"`bootlab {state.workload} status` shows its state now",
+            exit_code=Exit.CONFLICT,
+        )
+    why = f" ({state.result})" if state.result != "success" else ""
+    raise die(
+        f"{unit} failed to start{why}",
+        hint=f"see why: journalctl -u {unit} -n 50 (or bootlab {state.workload} status)",
+        exit_code=Exit.CONFLICT,
+    )
 
 
 def _show_service(state: ServiceState) -> None:
@@ -165,6 +267,13 @@ def _workload(workload: str) -> tuple[Command, ...]:
         )
     )
     model = Arg(("model",), nargs="?", help="a model from the store, for this start only")
+    no_wait = Arg(
+        ("--no-wait",),
+        action="store_true",
+        dest="no_wait",
+        help="queue it and return at once, printing the state (like systemctl --no-block)",
+    )
+    ready = "answers" if workload == "serve" else "has checked its data"
     return (
         *(
             Command(
@@ -174,13 +283,17 @@ def _workload(workload: str) -> tuple[Command, ...]:
                 cmd_service,
                 Kind.CLIENT,
                 json=True,
-                args=(model, *options) if action == "start" else (),
+                args=arguments,
                 defaults={"workload": workload, "action": action},
             )
-            for action, summary in (
-                ("start", f"Start {workload} (stops {other})"),
-                ("stop", f"Stop {workload}"),
-                ("status", f"State of {workload}"),
+            for action, summary, arguments in (
+                (
+                    "start",
+                    f"Start {workload} (stops {other}); waits until it {ready}",
+                    (model, *options, no_wait),
+                ),
+                ("stop", f"Stop {workload}; waits until it has stopped", (no_wait,)),
+                ("status", f"State of {workload}", ()),
             )
         ),
         Command(

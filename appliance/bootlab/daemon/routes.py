@@ -159,6 +159,8 @@ def _view(service: units.Service) -> ServiceState:
     """The unit as systemd says (since: seconds, not µs), with what is served, if anything."""
     unit = asdict(service.unit)
     since_us = unit.pop("since_us")
+    unit["job"] = unit["job"] or None
+    active_enter_us = unit.pop("active_enter_us")
     served = service.serving
     shown = served.model_dump(include={"model", "backend", "endpoint"}) if served else {}
     return ServiceState(
@@ -166,8 +168,10 @@ def _view(service: units.Service) -> ServiceState:
         **unit,
         **shown,
         since=since_us / 1e6 if since_us else None,
+        active_enter=active_enter_us / 1e6 if active_enter_us else None,
         ready_at=served.ready if served else None,
         training=service.training,
+        failure=service.failure,
     )
 
 
@@ -265,7 +269,7 @@ def post_start(context: Context, params: dict[str, str], body: StartRequest) -> 
 
 def post_stop(context: Context, params: dict[str, str], _: None) -> ServiceState:
     workload = cast(units.Workload, params["workload"])
-    return _view(units.Service(workload, units.stop(workload, context.paths)))
+    return _view(units.describe(workload, context.paths, units.stop(workload, context.paths)))
 
 
 # Models --------------------------------------------------------------------------------------
@@ -518,8 +522,17 @@ ROUTES: tuple[Route, ...] = (
     GET("/config", "Settings in effect", get_config),
     POST("/config/init", "Write /etc/bootlab/config.yaml for this machine", post_config_init),
     GET("/services/{workload}", "State of the serve or train service", get_service),
-    POST("/services/{workload}/start", "Start serve or train (stops the other)", post_start),
-    POST("/services/{workload}/stop", "Stop serve or train", post_stop),
+    POST(
+        "/services/{workload}/start",
+        "Start serve or train (stops the other): answers at once, with the start's job; "
+        "poll the state until the job ends",
+        post_start,
+    ),
+    POST(
+        "/services/{workload}/stop",
+        "Stop serve or train: answers at once, with the stop's job",
+        post_stop,
+    ),
     GET("/models", "Models in the store", get_models),
     POST("/models/pull", "Pull a model (a job: poll /v1/jobs/{id})", post_pull),
     POST("/models/push", "Push a model as an OCI artifact (a job)", post_push),

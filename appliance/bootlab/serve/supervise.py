@@ -24,6 +24,7 @@ from bootlab.workload import state
 log = logging.getLogger("bootlab.serve")
 PROBE_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 60.0
+STATUS_EVERY_S = 5.0  # how often a load in progress says how long it has taken
 
 
 def endpoint(target: Target) -> str:
@@ -50,7 +51,6 @@ def supervise(backend: Backend, target: Target, paths: Paths, lock: int) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    journal.notify(f"STATUS=loading {target.name} with {backend.name}")
     log.info("starting %s for %s: %s", backend.name, target.name, " ".join(launch.argv))
     try:
         # The backend inherits the GPU lock (pass_fds), so the lock is held while it runs,
@@ -65,7 +65,12 @@ def supervise(backend: Backend, target: Target, paths: Paths, lock: int) -> int:
             try:
                 return _serve(child, backend, target, paths, stopping)
             finally:
-                journal.notify("STOPPING=1")
+                # spawn() gives the backend STOP_TIMEOUT_S to finish its requests, within
+                # the unit's TimeoutStopSec=.
+                journal.notify(
+                    f"STOPPING=1\nSTATUS=stopping: {backend.name} finishes its requests "
+                    f"(up to {STOP_TIMEOUT_S:.0f} s)"
+                )
     finally:
         state.serve_file(paths).unlink(missing_ok=True)
 
@@ -78,7 +83,7 @@ def _serve(
     stopping: threading.Event,
 ) -> int:
     started = time.time()
-    if not _wait_ready(child, target, stopping):
+    if not _wait_ready(child, target, stopping, f"loading {target.name} with {backend.name}"):
         return Exit.OK if stopping.is_set() else Exit.ERROR
     serving = state.ServeState(
         model=target.name,
@@ -96,8 +101,15 @@ def _serve(
     return _watch(child, target, stopping)
 
 
-def _wait_ready(child: subprocess.Popen[bytes], target: Target, stopping: threading.Event) -> bool:
-    deadline = time.monotonic() + target.serve.ready_timeout_s
+def _wait_ready(
+    child: subprocess.Popen[bytes], target: Target, stopping: threading.Event, loading: str
+) -> bool:
+    """Until the model answers; meanwhile STATUS= says how long the load has taken, which
+    `bootlab serve start` and `systemctl status` show (a big model loads for minutes)."""
+    journal.notify(f"STATUS={loading}")
+    began = time.monotonic()
+    deadline = began + target.serve.ready_timeout_s
+    said = began
     while not stopping.is_set():
         if child.poll() is not None:
             raise die(
@@ -114,6 +126,12 @@ def _wait_ready(child: subprocess.Popen[bytes], target: Target, stopping: thread
                 hint="a large model may need longer: raise serve.ready_timeout_s; see "
                 "journalctl -u bootlab-serve",
                 exit_code=Exit.ERROR,
+            )
+        now = time.monotonic()
+        if now - said >= STATUS_EVERY_S:
+            said = now
+            journal.notify(
+                f"STATUS={loading}, {now - began:.0f} s (at most {target.serve.ready_timeout_s} s)"
             )
         stopping.wait(0.2)  # polled often: READY should follow the first answer closely
     return False

@@ -371,6 +371,8 @@ class Trainer:
         whole, so a checkpoint never names a candidate that is not there."""
         target = self.checkpoints.resume_name(index, state["step"])
         document = {**state, "format": FORMAT, "fingerprint": self.plan.fingerprint, "phase": index}
+        # Said first: a big checkpoint takes minutes, which a stop waits for.
+        self.events.emit("saving", path=str(target), phase=index, step=state["step"])
 
         # Gathered on every rank (the collectives need them all), written by rank 0.
         weights = self.ranks.model_state(model)

@@ -1,11 +1,14 @@
 """The train unit's main process: it starts the ML worker, relays its progress to systemd
 (READY once the data is checked, STATUS= at every step), the journal (structured fields) and
 /run/bootlab/train.json (for `bootlab train status`), and publishes the trained model into
-the store when the job is done. A stop (SIGTERM) reaches the worker too: it saves a
-checkpoint and exits, and the next start resumes from it."""
+the store when the job is done. A stop (SIGTERM) reaches the worker too: it finishes its
+step, saves a checkpoint and exits, and the next start resumes from it; meanwhile STATUS=
+says so, and systemd's stop timeout is extended while the checkpoint is still being
+written (a big model's takes minutes)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -29,6 +32,11 @@ from bootlab.workload.launch import ml_module_argv
 
 log = logging.getLogger("bootlab.train")
 STATUS_EVERY_S = 1.0
+CHECKING_EVERY_S = 5.0  # how often checking the data says how long it has taken
+# While stopping: every EXTEND_EVERY_S, if the worker still makes progress, systemd is told
+# to wait EXTEND_WINDOW_S more for the next word (it only matters past TimeoutStopSec=).
+EXTEND_EVERY_S = 20.0
+EXTEND_WINDOW_S = 120.0
 
 
 def worker_argv(python: str, plan_path: Path, processes: int) -> list[str]:
@@ -83,14 +91,18 @@ def supervise(
             env=worker_env(plan, receiver.path),
             what="the training worker",
         ) as child:
-            forwarded = False
+            stop: Stop | None = None
             while child.poll() is None:
                 event = receiver.receive(timeout=0.5)
                 if event is not None:
                     relay.handle(event)
-                if stopping.is_set() and not forwarded:
+                if stopping.is_set() and stop is None:
                     child.send_signal(signal.SIGTERM)  # systemd sends it to every process too
-                    forwarded = True
+                    stop = relay.stop()
+                if stop is not None:
+                    stop.tick(heard=event is not None)
+                elif not relay.ready:
+                    relay.checking()
             while (event := receiver.receive(timeout=0)) is not None:
                 relay.handle(event)  # what was said just before the exit
             code = child.returncode
@@ -143,8 +155,29 @@ class Relay:
         self.progress: state.TrainingProgress | None = None  # the last step's
         self.device: str | None = None  # where the worker runs, once it says
         self.started = time.time()
+        self.ready = False
+        self.stopping = False
         self._status_at = 0.0
+        self._checking_at = time.monotonic()
         self._misfit = False
+
+    def checking(self) -> None:
+        """Until READY: how long checking the data has taken (TimeoutStartSec= bounds it)."""
+        now = time.monotonic()
+        if now - self._checking_at >= CHECKING_EVERY_S:
+            self._checking_at = now
+            journal.notify(
+                f"STATUS=checking the data of job {self.plan.job}, "
+                f"{time.time() - self.started:.0f} s"
+            )
+
+    def stop(self) -> Stop:
+        """A stop began: the worker finishes its step, then saves a checkpoint."""
+        self.stopping = True
+        step = f"step {self.progress.step + 1}" if self.progress else "the step"
+        journal.notify(f"STATUS=stopping: finishing {step}, then saving a checkpoint")
+        log.info("stopping job %s: the worker saves a checkpoint first", self.plan.job)
+        return Stop(Path(self.plan.checkpoints))
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -167,6 +200,7 @@ class Relay:
                     self.device,
                 )
             journal.notify(f"READY=1\nSTATUS=job {self.plan.job}: {where}")
+            self.ready = True
             self.write("running")
         elif kind == "step":
             self._progress(event)
@@ -187,8 +221,13 @@ class Relay:
                 event["loss"],
                 f", peak GPU memory {peak} MiB" if peak is not None else "",
             )
+        elif kind == "saving":
+            doing = "stopping: saving a checkpoint" if self.stopping else "saving a checkpoint"
+            journal.notify(f"STATUS={doing} at step {event['step']} ({event['path']})")
         elif kind == "checkpoint":
             log.info("checkpoint %s", event["path"])
+            if self.stopping:
+                journal.notify(f"STATUS=stopping: checkpoint saved at step {event['step']}")
         elif kind == "error":
             self.error = event
             log.error("%s (%s)", event["error"], event.get("hint"))
@@ -217,6 +256,52 @@ class Relay:
             progress=self.progress,
         )
         state.write(state.train_file(self.paths), document)
+
+
+class Stop:
+    """A stop in progress. systemd kills the unit at TimeoutStopSec= (15 min); a checkpoint
+    of a big model can take longer to write, so while it still grows (its partial files, or
+    what this unit's cgroup has written to disk, which grows while an fsync drains), or the
+    worker still reports, the timeout is extended a window at a time. A worker that hangs
+    stops earning windows, and systemd ends it as before."""
+
+    def __init__(self, checkpoints: Path) -> None:
+        self.checkpoints = checkpoints
+        self._at = time.monotonic()
+        self._written = written(checkpoints)
+        self._heard = False
+
+    def tick(self, *, heard: bool) -> None:
+        self._heard = self._heard or heard
+        now = time.monotonic()
+        if now - self._at < EXTEND_EVERY_S:
+            return
+        self._at = now
+        grown = written(self.checkpoints)
+        if self._heard or grown != self._written:
+            journal.notify(f"EXTEND_TIMEOUT_USEC={int(EXTEND_WINDOW_S * 1e6)}")
+        self._written, self._heard = grown, False
+
+
+def written(checkpoints: Path) -> int:
+    """Bytes written so far by checkpoints in progress (`.NAME.partial`, files.cache_entry)
+    and by this unit's processes to disk (cgroup v2 io.stat, where the io controller is on)."""
+    total = 0
+    for partial in checkpoints.rglob(".*.partial"):
+        for path in partial.rglob("*"):
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size if path.is_file() else 0
+    return total + _cgroup_written()
+
+
+def _cgroup_written() -> int:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        group = next(line[3:] for line in lines if line.startswith("0::"))
+        stat = (Path("/sys/fs/cgroup") / group.lstrip("/") / "io.stat").read_text()
+    except (OSError, StopIteration):
+        return 0
+    return sum(int(field[7:]) for field in stat.split() if field.startswith("wbytes="))
 
 
 def describe(step: dict[str, Any]) -> str:
