@@ -1,7 +1,7 @@
 """Benchmark: bootlab-serve's cost over a bare server, on the tiny model: vLLM on CPU here,
 or `--backend llama-cpp` (its GGUF on llama.cpp, every layer on the GPU where there is one).
 
-Each of 6 rounds starts three servers, one after the other, each while the others are idle
+Each of 4 rounds starts three servers, one after the other, each while the others are idle
 and once the CPUs are quiet: a bare `python -m vllm.entrypoints.openai.api_server` started
 by hand, timed to its first answer on /v1/models; `bootlab serve run` (the unit's
 entrypoint: preflight, GPU lock, a supervisor starting the same vLLM command: same
@@ -73,7 +73,7 @@ from bench import harness
 from tests.support.tiny_model import appliance_with_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS, PAIRS = 6, 4  # even numbers: each side starts first, and bursts first, as often
+ROUNDS, PAIRS = 4, 4  # even numbers: each side starts first, and bursts first, as often
 REQUESTS, CONCURRENCY, TOKENS = 24, 4, 64
 VLLM_ARGS = ["--max-model-len", "512", "--gpu-memory-utilization", "0.3", "--max-num-seqs", "4"]
 SIDES = ("bare", "bootlab", "control")  # control: a second bare server

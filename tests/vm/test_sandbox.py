@@ -28,6 +28,16 @@ def _status(guest: Guest, pid: int) -> dict[str, str]:
     }
 
 
+def _effective(mounts: dict[str, set[str]], path: str) -> set[str]:
+    """The options of the mount `path` lies on (the longest mount point above it): with
+    ProtectSystem=strict, /home needs no mount of its own to be read-only."""
+    best = max(
+        (point for point in mounts if path == point or path.startswith(point.rstrip("/") + "/")),
+        key=len,
+    )
+    return mounts[best]
+
+
 def _mounts(guest: Guest, pid: int) -> dict[str, set[str]]:
     """Mount point -> its per-mount options, as the process sees its mount namespace."""
     mounts: dict[str, set[str]] = {}
@@ -48,9 +58,13 @@ def test_bootlabd_runs_without_capabilities_on_a_read_only_system(guest: Guest) 
     assert status["Seccomp"] == "2"  # RestrictAddressFamilies=, SystemCallArchitectures=
     mounts = _mounts(guest, pid)
     assert "ro" in mounts["/"], "ProtectSystem=strict: / is read-only to bootlabd"
-    assert "ro" in mounts["/home"], "ProtectHome=read-only"
-    assert "rw" in mounts["/var/lib/bootlab"]
-    assert "rw" in mounts["/etc/bootlab"]
+    assert "ro" in _effective(mounts, "/home"), "ProtectHome=read-only"
+    assert "ro" in _effective(mounts, "/usr")
+    assert "rw" in _effective(mounts, "/var/lib/bootlab")
+    assert "rw" in _effective(mounts, "/etc/bootlab")
+    # What the daemon sees of /home refuses writes, whoever writes (EROFS, not a permission).
+    refused = guest.ssh(f"nsenter -t {pid} -m touch /home/.bootlab-probe", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr, refused
     # PrivateTmp=: its /tmp is not the host's.
     host_tmp = guest.ssh("stat -c %d:%i /tmp").stdout.strip()
     assert guest.ssh(f"nsenter -t {pid} -m stat -c %d:%i /tmp").stdout.strip() != host_tmp
