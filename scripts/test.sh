@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, every tier (unit, integration, system, ml), plus the static checks.
+# The whole test suite, every tier (unit, integration, system, ml, vm), plus the static checks.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
