@@ -421,3 +421,8 @@ def main(name: str, measure: Callable[[Bench], dict[str, object]], *, quick: boo
         print(error.render(), file=sys.stderr)
         sys.exit(error.exit_code)
     print(json.dumps(result), flush=True)
+
+
+def command_line(name: str, doc: str | None, measure: Callable[[Bench], dict[str, object]]) -> None:
+    """The whole `python -m bench.NAME [--quick]` of a bench with no options of its own."""
+    main(name, measure, quick=parser(doc or name).parse_args().quick)

@@ -170,8 +170,7 @@ def resume_after_kill(bench: harness.Bench, daemon: Daemon, reference: str, size
 
 
 def main() -> None:
-    args = harness.parser(__doc__).parse_args()
-    harness.main("pull", measure, quick=args.quick)
+    harness.command_line("pull", __doc__, measure)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,7 @@ def measure(bench: harness.Bench) -> dict[str, object]:
 
 
 def main() -> None:
-    args = harness.parser(__doc__).parse_args()
-    harness.main("render", measure, quick=args.quick)
+    harness.command_line("render", __doc__, measure)
 
 
 if __name__ == "__main__":

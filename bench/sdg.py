@@ -121,8 +121,7 @@ def measure(bench: harness.Bench) -> dict[str, object]:
 
 
 def main() -> None:
-    args = harness.parser(__doc__).parse_args()
-    harness.main("sdg", measure, quick=args.quick)
+    harness.command_line("sdg", __doc__, measure)
 
 
 if __name__ == "__main__":

@@ -246,8 +246,7 @@ def measure(bench: harness.Bench) -> dict[str, object]:
 
 
 def main() -> None:
-    args = harness.parser(__doc__).parse_args()
-    harness.main("train", measure, quick=args.quick)
+    harness.command_line("train", __doc__, measure)
 
 
 if __name__ == "__main__":

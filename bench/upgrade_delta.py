@@ -131,8 +131,7 @@ def measure(bench: harness.Bench) -> dict[str, object]:
 
 
 def main() -> None:
-    args = harness.parser(__doc__).parse_args()
-    harness.main("upgrade_delta", measure, quick=args.quick)
+    harness.command_line("upgrade_delta", __doc__, measure)
 
 
 if __name__ == "__main__":

@@ -513,6 +513,9 @@ def UPLOAD(path: str, summary: str, handler: Handler, query: type[BaseModel]) ->
     return replace(_route("POST", path, summary, handler), query=query)
 
 
+# A start or stop is queued as a systemd job: the answer comes at once, and carries the job.
+_START = "Start serve or train, stopping the other (answers with the job: poll until it ends)"
+
 ROUTES: tuple[Route, ...] = (
     GET("/status", "Appliance status at a glance", get_status),
     GET("/system/info", "Hardware: GPUs, CPU, memory, disk", get_system_info),
@@ -522,17 +525,8 @@ ROUTES: tuple[Route, ...] = (
     GET("/config", "Settings in effect", get_config),
     POST("/config/init", "Write /etc/bootlab/config.yaml for this machine", post_config_init),
     GET("/services/{workload}", "State of the serve or train service", get_service),
-    POST(
-        "/services/{workload}/start",
-        "Start serve or train (stops the other): answers at once, with the start's job; "
-        "poll the state until the job ends",
-        post_start,
-    ),
-    POST(
-        "/services/{workload}/stop",
-        "Stop serve or train: answers at once, with the stop's job",
-        post_stop,
-    ),
+    POST("/services/{workload}/start", _START, post_start),
+    POST("/services/{workload}/stop", "Stop serve or train (answers with the job)", post_stop),
     GET("/models", "Models in the store", get_models),
     POST("/models/pull", "Pull a model (a job: poll /v1/jobs/{id})", post_pull),
     POST("/models/push", "Push a model as an OCI artifact (a job)", post_push),
