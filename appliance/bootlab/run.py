@@ -29,6 +29,9 @@ _PACKAGES = {
     "git": "git",
     "systemctl": "systemd",
     "bootc": "bootc (bootc-based images only)",
+    "qemu-system-x86_64": "qemu-system-x86 (Debian) or qemu-kvm (RHEL, Fedora)",
+    "qemu-img": "qemu-utils (Debian) or qemu-img (RHEL, Fedora)",
+    "mkfs.ext4": "e2fsprogs",
 }
 
 
