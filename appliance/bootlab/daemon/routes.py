@@ -538,7 +538,7 @@ ROUTES: tuple[Route, ...] = (
     GET("/datasets", "Training datasets", get_datasets),
     UPLOAD(
         "/uploads",
-        "Stage a file or tree (a tar stream) for pull, import or generate",
+        "Stage a file or tree (a tar) for pull, import, generate",
         post_upload,
         UploadRequest,
     ),
