@@ -169,9 +169,5 @@ def resume_after_kill(bench: harness.Bench, daemon: Daemon, reference: str, size
     return max(0, refetched)
 
 
-def main() -> None:
-    harness.command_line("pull", __doc__, measure)
-
-
 if __name__ == "__main__":
-    main()
+    harness.command_line("pull", __doc__, measure)

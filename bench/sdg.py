@@ -120,9 +120,5 @@ def measure(bench: harness.Bench) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    harness.command_line("sdg", __doc__, measure)
-
-
 if __name__ == "__main__":
-    main()
+    harness.command_line("sdg", __doc__, measure)
