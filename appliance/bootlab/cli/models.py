@@ -215,7 +215,6 @@ REFERENCE = Arg(("reference",))
 NOUNS = {"model": "The model store"}
 
 COMMANDS = (
-    command("model list", "Models in the store", cmd_model_list, json=True),
     command(
         "model evaluate",
         "Score a model (or compare two) on a benchmark file or a taxonomy's questions",
@@ -253,13 +252,10 @@ COMMANDS = (
         TLS_VERIFY,
         json=True,
     ),
+    command("model list", "Models in the store", cmd_model_list, json=True),
     command("model inspect", "A model, file by file", cmd_model_inspect, NAME, json=True),
     command(
-        "model verify",
-        "Re-hash a model's files against their digests",
-        cmd_model_verify,
-        NAME,
-        json=True,
+        "model verify", "Re-hash its files against their digests", cmd_model_verify, NAME, json=True
     ),
     command("model remove", "Remove a model's name", cmd_model_remove, NAME, json=True),
     command("model gc", "Free blobs and downloads no model uses", cmd_model_gc, json=True),

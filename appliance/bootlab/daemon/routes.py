@@ -9,10 +9,11 @@ import inspect
 import re
 import socket
 import threading
+import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -104,11 +105,15 @@ CALLER_UID = "caller_uid"
 Handler = Callable[[Context, dict[str, str], Any], BaseModel]
 
 
-@dataclass(frozen=True)
-class Streamed:
-    """A streaming route's input: its query (the route's body model) and the body to read."""
+Query = TypeVar("Query", bound=BaseModel)
 
-    query: BaseModel
+
+@dataclass(frozen=True)
+class Streamed(Generic[Query]):
+    """A streaming route's input: its query string as the model its handler names
+    (`Streamed[UploadRequest]`), and the body (a tar stream) to read as it comes."""
+
+    query: Query
     body: Readable
 
 
@@ -126,14 +131,12 @@ class Route:
     summary: str
     handler: Handler
     parameters: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name → allowed
-    # The body is a stream (a tar: application/x-tar), read by the handler; `query` is then the
-    # model of the query string (the route's `body` in the OpenAPI document), and the handler
-    # gets both as a Streamed.
-    query: type[BaseModel] | None = None
 
     @property
     def stream(self) -> bool:
-        return self.query is not None
+        """A handler that takes a Streamed reads a stream (a tar: application/x-tar); its
+        query string is then the route's `body` model (so says the OpenAPI document too)."""
+        return _signature(self.handler)[2]
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -145,14 +148,17 @@ class Route:
 
     @property
     def body(self) -> type[BaseModel] | None:
-        return self.query or _signature(self.handler)[1]
+        return _signature(self.handler)[1]
 
 
 @functools.cache
-def _signature(handler: Handler) -> tuple[type[BaseModel], type[BaseModel] | None]:
+def _signature(handler: Handler) -> tuple[type[BaseModel], type[BaseModel] | None, bool]:
+    """(response model, body model or None, whether the body is a stream)."""
     signature = inspect.signature(handler, eval_str=True)
     body = list(signature.parameters.values())[2].annotation
-    return signature.return_annotation, body
+    if typing.get_origin(body) is Streamed:
+        return signature.return_annotation, typing.get_args(body)[0], True
+    return signature.return_annotation, body, False
 
 
 def _view(service: units.Service) -> ServiceState:
@@ -363,8 +369,10 @@ def _upload_job(
     return context.jobs.start(kind, what, run, dropped=lambda: context.uploads.release(staged))
 
 
-def post_upload(context: Context, params: dict[str, str], streamed: Streamed) -> Upload:
-    query = cast(UploadRequest, streamed.query)
+def post_upload(
+    context: Context, params: dict[str, str], streamed: Streamed[UploadRequest]
+) -> Upload:
+    query = streamed.query
     staged = context.uploads.receive(
         streamed.body,
         uid=_caller(params),
@@ -508,13 +516,8 @@ def POST(path: str, summary: str, handler: Handler) -> Route:
     return _route("POST", path, summary, handler)
 
 
-def UPLOAD(path: str, summary: str, handler: Handler, query: type[BaseModel]) -> Route:
-    """A POST whose body is a tar stream and whose options are its query string."""
-    return replace(_route("POST", path, summary, handler), query=query)
-
-
-# A start or stop is queued as a systemd job: the answer comes at once, and carries the job.
-_START = "Start serve or train, stopping the other (answers with the job: poll until it ends)"
+# A start or stop is queued as a systemd job: the answer comes at once and carries the job;
+# the caller polls the service until the job has ended (bootlab serve|train start does).
 
 ROUTES: tuple[Route, ...] = (
     GET("/status", "Appliance status at a glance", get_status),
@@ -525,8 +528,8 @@ ROUTES: tuple[Route, ...] = (
     GET("/config", "Settings in effect", get_config),
     POST("/config/init", "Write /etc/bootlab/config.yaml for this machine", post_config_init),
     GET("/services/{workload}", "State of the serve or train service", get_service),
-    POST("/services/{workload}/start", _START, post_start),
-    POST("/services/{workload}/stop", "Stop serve or train (answers with the job)", post_stop),
+    POST("/services/{workload}/start", "Start serve or train, stopping the other", post_start),
+    POST("/services/{workload}/stop", "Stop serve or train", post_stop),
     GET("/models", "Models in the store", get_models),
     POST("/models/pull", "Pull a model (a job: poll /v1/jobs/{id})", post_pull),
     POST("/models/push", "Push a model as an OCI artifact (a job)", post_push),
@@ -536,18 +539,9 @@ ROUTES: tuple[Route, ...] = (
     POST("/models/{name}/remove", "Remove a name (gc frees the space)", post_remove),
     GET("/jobs/{id}", "Progress of a pull or push", get_job),
     GET("/datasets", "Training datasets", get_datasets),
-    UPLOAD(
-        "/uploads",
-        "Stage a file or tree (a tar) for pull, import, generate",
-        post_upload,
-        UploadRequest,
-    ),
+    POST("/uploads", "Stage a file or tree (a tar stream) for pull, import, generate", post_upload),
     POST("/datasets/import", "Validate a messages JSONL file, then keep it", post_dataset_import),
     GET("/datasets/{name}", "One dataset", get_dataset),
-    POST(
-        "/datasets/generate",
-        "Synthetic data from a taxonomy through a teacher (a job)",
-        post_generate,
-    ),
+    POST("/datasets/generate", "Synthetic data from a taxonomy through a teacher", post_generate),
     GET("/jobs/{id}/wait", f"The job once it ends, or after {WAIT_S}s", get_job_wait),
 )

@@ -142,7 +142,7 @@ class Handler(BaseHTTPRequestHandler):
             raise _RequestError(405, f"{method} is not allowed on {path}")
         raise _RequestError(404, f"no such API path: {path}", "GET /openapi.json lists them")
 
-    def _body(self, route: Route, query: str) -> BaseModel | Streamed | None:
+    def _body(self, route: Route, query: str) -> BaseModel | Streamed[BaseModel] | None:
         if route.stream:
             # An upload: its options in the query, the body read by the handler as it comes.
             assert route.body is not None
