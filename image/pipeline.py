@@ -65,11 +65,16 @@ def build_image(
         build_appliance_wheel(context / "dist")
         copy_units(context)
         copy_spec_files(spec, context)
-        prepare_wheelhouse(spec, context / "wheels")
+        wheelhouse = prepare_wheelhouse(spec, context / "wheels")
         normalize_mtimes(context)
         with step(f"building {tag}"):
             built = podman.build(
-                context, tag, {REVISION_LABEL: git_revision()}, no_cache, SOURCE_DATE_EPOCH
+                context,
+                tag,
+                {REVISION_LABEL: git_revision()},
+                no_cache,
+                SOURCE_DATE_EPOCH,
+                build_args={"BOOTLAB_WHEELHOUSE": wheelhouse} if wheelhouse else None,
             )
     report(built)
     return built
@@ -207,10 +212,11 @@ def compiled_wheel(name: str, version: str, build: bool = True) -> Path:
     return directory if (directory / ".complete").exists() else Path()
 
 
-def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
-    """Offline profiles install Python packages only from wheels fetched here, once, cached."""
+def prepare_wheelhouse(spec: ImageSpec, target: Path) -> str | None:
+    """Offline profiles install Python packages only from wheels fetched here, once, cached.
+    Returns the wheelhouse's key (its inputs, compiled wheels' flags among them)."""
     if not spec.offline:
-        return
+        return None
     requirements = [*ml_requirements(spec), *appliance_requirements()]
     python = base_python_version(spec)
     compiled = compile_wheels(spec, python)
@@ -244,6 +250,7 @@ def prepare_wheelhouse(spec: ImageSpec, target: Path) -> None:
     target.mkdir()
     for wheel in wheelhouse.glob("*.whl"):
         os.link(wheel, target / wheel.name)  # same filesystem as the cache: no copy
+    return wheelhouse.name
 
 
 def refuse_gpu_wheels(spec: ImageSpec, wheelhouse: Path) -> None:

@@ -119,6 +119,8 @@ def build(
     labels: Mapping[str, str],
     no_cache: bool = False,
     timestamp: int | None = None,
+    *,
+    build_args: Mapping[str, str] | None = None,
 ) -> BuiltImage:
     """Build `context` (holding its Containerfile); podman's output streams to the terminal.
 
@@ -140,6 +142,7 @@ def build(
             tag,
         ]
         command += [f"--label={name}={value}" for name, value in labels.items()]
+        command += [f"--build-arg={name}={value}" for name, value in (build_args or {}).items()]
         if no_cache:
             command.append("--no-cache")
         if timestamp is not None:

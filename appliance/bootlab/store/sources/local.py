@@ -25,10 +25,7 @@ def pull(
     """Import a local model; `move` hands its files to the store (a directory made only to
     be published), else they are cloned or copied. `origin` names it in the record (the
     user's path of an upload); default: where it is."""
-    source = Path(text.removeprefix("file://"))
-    if not source.is_absolute() or not source.exists():
-        raise die(f"'{text}' is no absolute path that exists", exit_code=Exit.USAGE)
-    root = source.resolve()
+    root = _root(text)
     if root.is_file():
         chosen = {root.name: root}
     else:
@@ -60,3 +57,30 @@ def pull(
         progress.add(entries[relative].size, fetched=True)
     with store.locked(name):
         return store.publish(name, entries, source=f"file://{origin or root}", manifest=None)
+
+
+def _root(text: str) -> Path:
+    """The model's path, resolved, or why it cannot be one."""
+    source = Path(text.removeprefix("file://"))
+    if not source.is_absolute():
+        raise die(
+            f"'{text}' is not an absolute path",
+            hint="give the model's directory or file as an absolute path",
+            exit_code=Exit.USAGE,
+        )
+    if not source.exists():
+        raise die(
+            f"'{text}' is neither a model reference nor a path that exists",
+            hint="use docker://REGISTRY/REPO:TAG, oci://..., hf://ORG/REPO[@REV], or a "
+            "local directory or file",
+            exit_code=Exit.USAGE,
+        )
+    root = source.resolve()
+    # The CLI refuses these before it uploads; callers of the store itself are held to it too.
+    if len(root.parts) <= 2 and root.is_dir():
+        raise die(
+            f"refusing to import {root}: that is a system directory, not a model",
+            hint="give the model's own directory",
+            exit_code=Exit.USAGE,
+        )
+    return root
