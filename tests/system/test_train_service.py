@@ -90,8 +90,14 @@ def test_training_under_systemd_stops_serving_survives_a_kill_and_publishes(
             return isinstance(progress, dict) and int(progress.get("step", 0)) >= 5
 
         _wait("the first steps", stepping)
-        shown = booted.exec("systemctl", "status", "--no-pager", "bootlab-train").stdout
-        assert 'Status: "phase knowledge (1/2) step' in shown and "tok/s ETA" in shown, shown
+
+        # STATUS= says the step (or, for a moment every checkpoint_every steps, that a
+        # checkpoint is being saved): wait for a step line to be the one shown.
+        def shows_a_step() -> bool:
+            shown = booted.exec("systemctl", "status", "--no-pager", "bootlab-train").stdout
+            return 'Status: "phase knowledge (1/2) step' in shown and "tok/s ETA" in shown
+
+        _wait("systemctl status to show the step", shows_a_step, 120)
 
         booted.exec("systemctl", "kill", "-s", "KILL", "bootlab-train")
         _wait("the restart", lambda: _unit(booted, "NRestarts")["NRestarts"] != "0", 120)
