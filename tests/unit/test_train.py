@@ -416,6 +416,30 @@ def test_a_stop_says_it_saves_a_checkpoint_and_extends_the_timeout_while_it_grow
     assert said[-1] == "STATUS=stopping: checkpoint saved at step 5"
 
 
+def test_after_a_save_the_status_shows_the_progress_again(
+    appliance: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps are told at most every STATUS_EVERY_S, saves at once: without this, a job that
+    saves often would show "saving a checkpoint" in `systemctl status` nearly all the time."""
+    said: list[str] = []
+    monkeypatch.setattr(supervise.journal, "notify", said.append)
+    plan = plan_for(appliance, {"model": "tiny", "data": "knowledge", "max_seq_len": 512})
+    relay = Relay(plan, appliance)
+    relay.handle({"event": "ready", "job": plan.job, "samples": [40], "device": "CPU"})
+    step = {
+        "phase": "train", "phase_index": 0, "phases": 1, "epoch": 1, "step": 2, "steps": 9,
+        "loss": 2.5, "learning_rate": 1e-4, "tokens": 999, "tokens_per_s": 500.0,
+        "step_s": 0.5, "eta_s": 3.0,
+    }  # fmt: skip
+    relay.handle({"event": "step", **step})
+    progress = said[-1]
+    assert progress.startswith("STATUS=phase train (1/1) step 2/9")
+    relay.handle({"event": "saving", "path": "/c/resume/00-00000002", "phase": 0, "step": 2})
+    assert said[-1].startswith("STATUS=saving a checkpoint at step 2")
+    relay.handle({"event": "checkpoint", "path": "/c/resume/00-00000002", "phase": 0, "step": 2})
+    assert said[-1] == progress
+
+
 def test_what_a_stop_counts_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(supervise, "_cgroup_written", lambda: 7)
     root = tmp_path / "checkpoints"

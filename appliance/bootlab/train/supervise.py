@@ -158,6 +158,7 @@ class Relay:
         self.ready = False
         self.stopping = False
         self._status_at = 0.0
+        self._step_status: str | None = None  # the last step's line, shown again after a save
         self._checking_at = time.monotonic()
         self._misfit = False
 
@@ -208,9 +209,9 @@ class Relay:
             now = time.monotonic()
             if now - self._status_at >= STATUS_EVERY_S:
                 self._status_at = now
-                status = describe(event)
-                journal.notify(f"STATUS={status}")
-                log.info(status, extra=_fields(event))
+                self._step_status = describe(event)
+                journal.notify(f"STATUS={self._step_status}")
+                log.info(self._step_status, extra=_fields(event))
         elif kind == "eval":
             peak = event.get("peak_gpu_mib")
             log.info(
@@ -228,6 +229,10 @@ class Relay:
             log.info("checkpoint %s", event["path"])
             if self.stopping:
                 journal.notify(f"STATUS=stopping: checkpoint saved at step {event['step']}")
+            elif self._step_status is not None:
+                # Saved: `systemctl status` shows the progress again, not the save, until the
+                # next step's line (steps are told at most every STATUS_EVERY_S).
+                journal.notify(f"STATUS={self._step_status}")
         elif kind == "error":
             self.error = event
             log.error("%s (%s)", event["error"], event.get("hint"))
