@@ -9,7 +9,6 @@ with every start, and /etc is the admin's (merged across upgrades), not the daem
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Literal
@@ -55,10 +54,9 @@ def shutting_down() -> bool:
     'stopping' state, with shutdown.target queued, when it stops our units."""
     if shutil.which("systemctl") is None:
         return False
-    said = subprocess.run(
-        ["systemctl", "is-system-running"], capture_output=True, text=True, check=False
-    )
-    return said.stdout.strip() == "stopping"
+    # Not 0 unless "running": the answer is in the text, whatever the exit code.
+    said = run(["systemctl", "is-system-running"], capture=True, check=False)
+    return said.stdout.decode().strip() == "stopping"
 
 
 def settle(paths: Paths, workload: Workload, code: int) -> None:
