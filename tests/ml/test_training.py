@@ -26,26 +26,11 @@ from bootlab.store.layout import model_store
 from bootlab.sysinfo import probe
 
 from tests.support.tiny_model import ML_VENV, appliance_with_tiny_model, tiny_model
-from tests.support.train_data import write
+from tests.support.train_data import job_yaml, write
 
 pytestmark = pytest.mark.ml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT_EVERY = 2
-
-JOB = """\
-train:
-  model: tiny
-  job: {job}
-  output: tiny-{job}
-  phases:
-    - {{name: knowledge, data: knowledge, epochs: 2, learning_rate: 1.0e-3,
-       effective_batch_size: 8, warmup_steps: 1}}
-    - {{name: skills, data: skills, epochs: 2, learning_rate: 5.0e-4, effective_batch_size: 8}}
-  max_seq_len: 256
-  max_batch_len: 512
-  checkpoint_every: {every}
-  held_out: 0.1
-"""
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +132,7 @@ def test_two_phases_then_kill_and_resume_to_the_same_losses(
     appliance: Paths, train: Callable[[str], Run]
 ) -> None:
     start = train
-    reference = start(JOB.format(job="whole", every=CHECKPOINT_EVERY))
+    reference = start(job_yaml("whole", CHECKPOINT_EVERY))
     code, errors = reference.finish()
     assert code == 0, errors
     gpus = probe(appliance.root).gpus  # what preflight sees: the job runs on the first GPU
@@ -162,7 +147,7 @@ def test_two_phases_then_kill_and_resume_to_the_same_losses(
 
     # The same job under another name, killed (every process, as `systemctl kill -s KILL`)
     # in the middle of phase 2.
-    cut = start(JOB.format(job="cut", every=CHECKPOINT_EVERY))
+    cut = start(job_yaml("cut", CHECKPOINT_EVERY))
     deadline = time.monotonic() + 600
     killed_at = None
     while time.monotonic() < deadline and cut.process.poll() is None:
@@ -180,7 +165,7 @@ def test_two_phases_then_kill_and_resume_to_the_same_losses(
     last = max(int(p.name.split("-")[1]) for p in resume.iterdir() if p.name.startswith("01-"))
     assert killed_at - CHECKPOINT_EVERY <= last <= killed_at
 
-    again = start(JOB.format(job="cut", every=CHECKPOINT_EVERY))
+    again = start(job_yaml("cut", CHECKPOINT_EVERY))
     code, errors = again.finish()
     assert code == 0, errors
     assert any(f"resuming at phase 2 step {last}" in m for m in again.messages), again.messages
@@ -217,8 +202,7 @@ def test_stop_saves_a_checkpoint_and_the_next_start_resumes(
     appliance: Paths, train: Callable[[str], Run]
 ) -> None:
     start = train
-    long_job = JOB.replace("epochs: 2, learning_rate: 1.0e-3", "epochs: 20, learning_rate: 1.0e-3")
-    run = start(long_job.format(job="stopped", every=1000))
+    run = start(job_yaml("stopped", 1000, epochs=20))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = run.status(appliance)
@@ -238,7 +222,7 @@ def test_stop_saves_a_checkpoint_and_the_next_start_resumes(
     assert isinstance(stopped_at, dict)
     assert step == stopped_at["step"]
 
-    again = start(long_job.format(job="stopped", every=1000))
+    again = start(job_yaml("stopped", 1000, epochs=20))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any("READY=1" in m for m in again.messages):
         time.sleep(0.1)
@@ -356,7 +340,7 @@ def test_two_processes_shard_the_model_and_resume_after_a_kill(
     """torchrun with two ranks on CPU (gloo), the model sharded with FSDP: the path GPUs take,
     one process a GPU. Rank 0 reports and writes; a kill and a restart resume."""
     # gpus: 0 keeps it on CPU ranks where there is a GPU too (on GPUs it is one rank a GPU).
-    job = JOB.format(job="ranks", every=CHECKPOINT_EVERY) + "  processes: 2\n  gpus: 0\n"
+    job = job_yaml("ranks", CHECKPOINT_EVERY) + "  processes: 2\n  gpus: 0\n"
     first = train(job)
     killed_at = 0
     deadline = time.monotonic() + 600

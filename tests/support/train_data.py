@@ -42,3 +42,25 @@ def conversations(kind: str, count: int, seed: int = 0) -> list[dict[str, object
 def write(path: Path, kind: str, count: int, seed: int = 0) -> Path:
     path.write_text("".join(json.dumps(s) + "\n" for s in conversations(kind, count, seed)))
     return path
+
+
+# The tiny model's LAB job, for `bootlab train run` (ml tier) and bootlab-train in the VM.
+_PHASES = {
+    "knowledge": "    - {{name: knowledge, data: knowledge, epochs: {epochs}, "
+    "learning_rate: 1.0e-3,\n       effective_batch_size: 8, warmup_steps: 1}}\n",
+    "skills": "    - {{name: skills, data: skills, epochs: 2, learning_rate: 5.0e-4, "
+    "effective_batch_size: 8}}\n",
+}
+
+
+def job_yaml(
+    job: str, every: int, phases: tuple[str, ...] = ("knowledge", "skills"), epochs: int = 2
+) -> str:
+    """A `train:` job named `job` (its result: model tiny-JOB), checkpointed every `every`
+    steps, with these phases (each with its own dataset; `epochs` is the first's)."""
+    listed = "".join(_PHASES[phase].format(epochs=epochs) for phase in phases)
+    return (
+        f"train:\n  model: tiny\n  job: {job}\n  output: tiny-{job}\n  phases:\n{listed}"
+        f"  max_seq_len: 256\n  max_batch_len: 512\n  checkpoint_every: {every}\n"
+        "  held_out: 0.1\n"
+    )

@@ -11,24 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.tiny_model import tiny_model
-from tests.support.train_data import write
+from tests.support.train_data import job_yaml, write
 from tests.support.vm import Guest
 
 pytestmark = pytest.mark.vm
-
-JOB = """\
-train:
-  model: tiny
-  job: {job}
-  output: tiny-{job}
-  phases:
-    - {{name: knowledge, data: knowledge, epochs: 2, learning_rate: 1.0e-3,
-       effective_batch_size: 8, warmup_steps: 1}}
-  max_seq_len: 256
-  max_batch_len: 512
-  checkpoint_every: 2
-  held_out: 0.1
-"""
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +80,8 @@ def test_a_configured_model_is_served_again_after_a_reboot(stocked: Guest) -> No
 def test_training_interrupted_by_a_reboot_resumes_with_the_same_losses(stocked: Guest) -> None:
     guest = stocked
     # The reference: the same job, never interrupted, on the same (virtual) CPU.
-    guest.ssh(f"cat > /root/whole.yaml <<'EOF'\n{JOB.format(job='whole')}EOF")
-    guest.ssh(f"cat > /root/cut.yaml <<'EOF'\n{JOB.format(job='cut')}EOF")
+    guest.ssh(f"cat > /root/whole.yaml <<'EOF'\n{job_yaml('whole', 2, ('knowledge',))}EOF")
+    guest.ssh(f"cat > /root/cut.yaml <<'EOF'\n{job_yaml('cut', 2, ('knowledge',))}EOF")
     guest.ssh("bootlab train start --job /root/whole.yaml --follow", timeout=1800)
     whole = _history(guest, "whole")
 
