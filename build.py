@@ -19,8 +19,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # bootlab (the appliance package, whose error type the build side shares) and image come from
-# the project's install: `pip install -e '.[dev]'` (scripts/setup.sh) installs both.
-from bootlab.errors import BootlabError, Exit
+# the project's install: `pip install -e '.[dev]'` (scripts/setup.sh) installs both, into
+# .venv. Run by another Python, build.py hands over to that one, or says how to make it.
+try:
+    from bootlab.errors import reported
+except ModuleNotFoundError:
+    _VENV = Path(__file__).resolve().parent / ".venv"
+    if (_VENV / "bin" / "python").exists() and Path(sys.prefix).resolve() != _VENV.resolve():
+        os.execv(_VENV / "bin" / "python", [str(_VENV / "bin" / "python"), *sys.argv])  # noqa: S606 - this script again, by the project's Python
+    sys.exit(
+        "error: the bootlab project is not installed for this Python "
+        f"({sys.executable})\n  hint: run `bash scripts/setup.sh` (it makes .venv), then "
+        "`.venv/bin/python build.py ...`, or `source scripts/env.sh` first"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,27 +115,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    def dispatch() -> int:
         from image import cli  # noqa: PLC0415 - keep `--help` instant
 
         return cli.dispatch(args)
-    except BootlabError as error:
-        print(error.render(), file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return Exit.INTERRUPTED
-    except Exception as error:
-        # A bug, not bad input: say so in one line; BOOTLAB_DEBUG=1 shows the traceback.
-        if os.environ.get("BOOTLAB_DEBUG"):
-            raise
-        print(
-            f"internal error: {error.__class__.__name__}: {error}\n"
-            "  hint: this is a bootlab bug; rerun with BOOTLAB_DEBUG=1 and report the "
-            "traceback",
-            file=sys.stderr,
-        )
-        return Exit.SOFTWARE
+
+    return reported(dispatch, bugs=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ one table of exit codes every command, entrypoint and route uses."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
 from enum import IntEnum
 
 
@@ -77,3 +80,27 @@ class BootlabError(Exception):
 def die(message: str, hint: str | None = None, exit_code: int = Exit.ERROR) -> BootlabError:
     """Build the error to raise: `raise die("...", hint="...")` reads as one sentence."""
     return BootlabError(message, hint, exit_code)
+
+
+def reported(command: Callable[[], int], *, bugs: bool = False) -> int:
+    """Run a program's command and return its exit code: a BootlabError is its message (and
+    hint) on stderr with its code, Ctrl-C is "interrupted". With `bugs`, any other exception
+    is one line saying it is a bootlab bug (BOOTLAB_DEBUG=1 shows the traceback)."""
+    try:
+        return command()
+    except BootlabError as error:
+        print(error.render(), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return Exit.INTERRUPTED
+    except Exception as error:
+        if not bugs or os.environ.get("BOOTLAB_DEBUG"):
+            raise
+        print(
+            f"internal error: {error.__class__.__name__}: {error}\n"
+            "  hint: this is a bootlab bug; rerun with BOOTLAB_DEBUG=1 and report the "
+            "traceback",
+            file=sys.stderr,
+        )
+        return Exit.SOFTWARE

@@ -18,7 +18,7 @@ from typing import Any
 from bootlab.cli import chat, completion, data, models, services, system, taxonomy
 from bootlab.cli.command import Arg, Command, Kind, OneOf, Shown
 from bootlab.cli.output import print_json
-from bootlab.errors import BootlabError, Exit
+from bootlab.errors import Exit, reported
 from bootlab.paths import Paths
 
 
@@ -122,14 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         parser.print_help()
         return Exit.OK
-    try:
-        return show(command.handler(args, Paths.from_env()), command.json and args.json)
-    except BootlabError as error:
-        print(error.render(), file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return Exit.INTERRUPTED
+    return reported(
+        lambda: show(command.handler(args, Paths.from_env()), command.json and args.json)
+    )
 
 
 __all__ = ["COMMANDS", "NOUNS", "Arg", "Command", "Kind", "OneOf", "build_parser", "main"]
