@@ -363,6 +363,14 @@ def test_a_cpu_job_on_a_gpu_machine_hides_the_gpus_from_its_workers(appliance: P
     assert worker_env(on_gpu, "/run/events").get("CUDA_VISIBLE_DEVICES") == inherited
 
 
+# A worker's step event (without its "event" key), as the supervisor relays it.
+STEP = {
+    "phase": "train", "phase_index": 0, "phases": 1, "epoch": 1, "step": 3, "steps": 9,
+    "loss": 2.5, "learning_rate": 1e-4, "tokens": 999, "tokens_per_s": 500.0,
+    "step_s": 0.5, "eta_s": 3.0,
+}  # fmt: skip
+
+
 def test_the_status_file_is_what_the_daemon_reads(appliance: Paths) -> None:
     """The API refuses unknown keys: a key the supervisor adds to its status file and the
     API lacks makes `bootlab train status` show no training at all (it did, once)."""
@@ -371,12 +379,7 @@ def test_the_status_file_is_what_the_daemon_reads(appliance: Paths) -> None:
     where = "CPU (1 process), fp32"
     relay.handle({"event": "ready", "job": plan.job, "resumed": None, "samples": [40]})
     relay.handle({"event": "ready", "job": plan.job, "samples": [40], "device": where})
-    step = {
-        "phase": "train", "phase_index": 0, "phases": 1, "epoch": 1, "step": 3, "steps": 9,
-        "loss": 2.5, "learning_rate": 1e-4, "tokens": 999, "tokens_per_s": 500.0,
-        "step_s": 0.5, "eta_s": 3.0,
-    }  # fmt: skip
-    relay.handle({"event": "step", **step})
+    relay.handle({"event": "step", **STEP})
     read = TrainingState.model_validate_json(state.train_file(appliance).read_bytes())
     assert (read.job, read.state, read.device) == (plan.job, "running", where)
     assert read.progress is not None and read.progress.step == 3
@@ -426,12 +429,7 @@ def test_after_a_save_the_status_shows_the_progress_again(
     plan = plan_for(appliance, {"model": "tiny", "data": "knowledge", "max_seq_len": 512})
     relay = Relay(plan, appliance)
     relay.handle({"event": "ready", "job": plan.job, "samples": [40], "device": "CPU"})
-    step = {
-        "phase": "train", "phase_index": 0, "phases": 1, "epoch": 1, "step": 2, "steps": 9,
-        "loss": 2.5, "learning_rate": 1e-4, "tokens": 999, "tokens_per_s": 500.0,
-        "step_s": 0.5, "eta_s": 3.0,
-    }  # fmt: skip
-    relay.handle({"event": "step", **step})
+    relay.handle({"event": "step", **STEP, "step": 2})
     progress = said[-1]
     assert progress.startswith("STATUS=phase train (1/1) step 2/9")
     relay.handle({"event": "saving", "path": "/c/resume/00-00000002", "phase": 0, "step": 2})
